@@ -1,0 +1,159 @@
+//! `herald-loadtest`: a black-box HTTP load generator for Herald clusters.
+//!
+//! It speaks only HTTP to the addresses it is given (or to a local cluster it starts from the
+//! `herald` binary) and must never link `herald-*` crates: what it measures is what a Knock SDK
+//! user would see.
+//!
+//! ```text
+//!  config ──> spawn (optional local cluster, waits for /readyz)
+//!               │ targets + secret key
+//!               v
+//!  scenario::setup ──> driver (open or closed loop) ──> client::Pool ──> nodes, round-robin
+//!                         │ one Sample per request
+//!                         v
+//!                       stats::collect (HDR histograms, overall + per second) ──> progress
+//!                         │
+//!                         v
+//!                       report (table, --out JSON) ──> plot (--plot SVG)
+//! ```
+//!
+//! Invariants:
+//! - **No coordinated omission.** In an open loop every request has an intended send time fixed by
+//!   the arrival rate; its latency runs from that time, including any wait for a free connection.
+//!   A server stall therefore raises the percentiles in proportion to the requests it delayed.
+//! - **Bounded.** Every run stops issuing at `warmup + duration` (or Ctrl-C), and every request
+//!   gives up at `intended + timeout`, so the process always ends by itself.
+//! - **Only the given addresses.** Requests go to `--targets` or to the spawned nodes on 127.0.0.1.
+//! - **Reproducible.** All random choices come from `--seed`.
+//!
+//! Layout: [`config`] (typed settings), [`spawn`] (local cluster), [`client`] (keep-alive pool),
+//! [`driver`] (load models), [`scenario`] (request mixes behind one trait), [`stats`]
+//! (histograms), [`progress`] (live stderr), [`report`] (table + JSON), [`plot`] (SVG charts).
+
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod spawn;
+pub mod stats;
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, LoadModel, Progress, Target, Targets, UserDistribution};
+pub use error::{Error, Result};
+pub use report::Report;
+pub use scenario::ScenarioKind;
+pub use spawn::SpawnConfig;
+
+use client::Pool;
+use driver::DriverConfig;
+use progress::ProgressDisplay;
+use scenario::{Scenario, ScenarioParams, UserPicker};
+use spawn::LocalCluster;
+use stats::Recorder;
+
+/// Runs one load test: starts the local cluster if asked, runs the scenario, writes `--out` and
+/// `--plot` output, tears the cluster down, and returns the report. Cancelling `cancel` (Ctrl-C)
+/// stops load early; the report then covers what ran and is marked interrupted.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
+    config.validate()?;
+    let mut cluster = None;
+    let (targets, secret_key) = match &config.targets {
+        Targets::Urls(targets) => (
+            targets.clone(),
+            config.secret_key.clone().expect("validated: key present"),
+        ),
+        Targets::Spawn(spawn) => {
+            if config.progress != Progress::Off {
+                eprintln!("herald-loadtest: starting {} local node(s)", spawn.nodes);
+            }
+            let started = LocalCluster::start(spawn, &cancel).await?;
+            if config.progress != Progress::Off {
+                let urls: Vec<String> = started.targets().iter().map(Target::url).collect();
+                eprintln!("herald-loadtest: cluster ready: {}", urls.join(", "));
+            }
+            let found = (started.targets(), started.keys().secret_key.clone());
+            cluster = Some(started);
+            found
+        }
+    };
+
+    let result = run_load(&config, &targets, secret_key, cancel).await;
+
+    if let Some(mut cluster) = cluster {
+        let crashed = cluster.exited_nodes();
+        for (id, status) in &crashed {
+            eprintln!("herald-loadtest: node {id} exited during the run ({status})");
+        }
+        let failed = !crashed.is_empty() || !matches!(&result, Ok(report) if !report.is_empty());
+        if let Some(logs) = cluster.shutdown(failed) {
+            eprintln!("herald-loadtest: node logs kept in {}", logs.display());
+        }
+    }
+    result
+}
+
+async fn run_load(
+    config: &Config,
+    targets: &[Target],
+    secret_key: String,
+    cancel: CancellationToken,
+) -> Result<Report> {
+    let pool = Arc::new(Pool::new(targets, config.effective_connections()));
+    let users = UserPicker::new(config.users, config.distribution)?;
+    let mut scenario = scenario::build(config.scenario, ScenarioParams { secret_key, users })?;
+    tokio::select! {
+        result = scenario.setup(&pool) => result?,
+        _ = cancel.cancelled() => return Err(Error::Interrupted),
+    }
+    let scenario: Arc<dyn Scenario> = Arc::from(scenario);
+
+    let start = Instant::now();
+    let measure_start = start + config.warmup;
+    let (samples, received) = tokio::sync::mpsc::unbounded_channel();
+    let collector = tokio::spawn(stats::collect(
+        received,
+        Recorder::new(measure_start, config.duration),
+        ProgressDisplay::new(config.progress, start, config.warmup),
+    ));
+    let driver_config = DriverConfig {
+        model: config.load,
+        warmup: config.warmup,
+        duration: config.duration,
+        timeout: config.timeout,
+        seed: config.seed,
+    };
+    let outcome = driver::run(
+        pool,
+        scenario.clone(),
+        driver_config,
+        start,
+        samples,
+        cancel,
+    )
+    .await;
+    let recorder = collector.await.expect("stats collector panicked");
+    let summary = recorder.finish(outcome.stopped.saturating_duration_since(measure_start));
+
+    let report = Report::new(
+        config,
+        scenario.name(),
+        targets.iter().map(Target::url).collect(),
+        outcome.interrupted,
+        summary,
+    );
+    if let Some(path) = &config.out {
+        report.write_json(path)?;
+    }
+    if let Some(dir) = &config.plot {
+        plot::write_charts(&report, dir)?;
+    }
+    Ok(report)
+}

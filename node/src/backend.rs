@@ -1,0 +1,61 @@
+//! The boundary between the HTTP API and the cluster.
+//!
+//! The API layer (`crate::http`) speaks Knock; it never sees Raft, QUIC or RocksDB. Everything it needs
+//! from the cluster goes through [`Backend`]: which shard owns a recipient, a write to that shard that
+//! resolves only once committed on a quorum and applied, a linearizable read on it, and the small
+//! cluster-wide records kept in the meta group (API keys, bulk operations).
+//!
+//! The production implementation is `crate::cluster::ClusterBackend`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use herald_shard::{ShardCommand, ShardId, ShardQuery, ShardReply};
+
+use crate::error::Error;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The keys an environment accepts, kept in the meta group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeys {
+    /// `sk_...`: may call every v1 endpoint.
+    pub secret_key: String,
+    /// `pk_...`: the browser client's key.
+    pub public_key: String,
+    /// Management API and operator endpoints (`/v1/cluster`, joins).
+    pub service_token: String,
+}
+
+pub trait Backend: Send + Sync + 'static {
+    /// The shard that owns `recipient_key` (`user_id`, or `collection/id` for objects and tenants).
+    fn shard_for(&self, recipient_key: &str) -> ShardId;
+
+    /// Every shard of the cluster, for environment-wide lists (scatter/gather).
+    fn shards(&self) -> Vec<ShardId>;
+
+    /// Apply `cmd` on `shard`. Resolves once the command is committed on a quorum (fsynced) and applied;
+    /// the reply is what `herald_shard::apply` returned.
+    fn write(&self, shard: ShardId, cmd: ShardCommand) -> BoxFuture<'_, Result<ShardReply, Error>>;
+
+    /// Linearizable read on `shard`: sees every write acknowledged before it was issued.
+    fn read(&self, shard: ShardId, query: ShardQuery) -> BoxFuture<'_, Result<ShardReply, Error>>;
+
+    /// The environment's API keys (a local read of the meta group).
+    fn api_keys(&self) -> Option<ApiKeys>;
+
+    /// Store a small cluster-wide JSON record (e.g. table `bulk_operations`) in the meta group.
+    fn meta_put(
+        &self,
+        table: &str,
+        key: &str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Read a record written with [`Backend::meta_put`]; sees every acknowledged `meta_put`.
+    fn meta_get(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<serde_json::Value>, Error>>;
+}

@@ -1,0 +1,131 @@
+//! Group commit for one shard on its leader: many commands, one Raft entry.
+//!
+//! ```text
+//!   write(cmd) ──► bounded queue ──► ShardExecutor task: take everything queued (≤ MAX_BATCH),
+//!                                    propose ShardEntry{now_ms, cmds} (one entry, one fsync),
+//!                                    wait for commit+apply, hand each caller its reply
+//! ```
+//!
+//! One proposal is in flight at a time: whatever arrives meanwhile forms the next entry, so batches
+//! grow with load (see DESIGN.md "Group commit, one entry in flight"). The leader stamps `now_ms`;
+//! replicas never read their clock.
+
+use herald_raft::{Payload, Raft};
+use herald_shard::{ShardCommand, ShardReply};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec;
+use crate::metrics as m;
+
+/// Most commands in one entry: bounds entry size and apply latency.
+const MAX_BATCH: usize = 2048;
+/// Queue depth before callers wait (backpressure).
+const QUEUE: usize = 16 * 1024;
+
+/// What a shard's Raft log records: the leader's clock and a batch of commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub now_ms: u64,
+    pub cmds: Vec<ShardCommand>,
+}
+
+/// Why a proposal did not produce a reply.
+#[derive(Debug, Clone)]
+pub enum ProposeError {
+    NotLeader { leader: Option<u64> },
+    Failed { retryable: bool, message: String },
+}
+
+type Job = (ShardCommand, oneshot::Sender<Result<ShardReply, ProposeError>>);
+
+#[derive(Clone)]
+pub struct ShardExecutorHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl ShardExecutorHandle {
+    pub fn spawn(shard: u32, raft: Raft) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(shard, raft, rx));
+        ShardExecutorHandle { tx }
+    }
+
+    pub async fn submit(&self, cmd: ShardCommand) -> Result<ShardReply, ProposeError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let stopped = || ProposeError::Failed { retryable: true, message: "executor stopped".into() };
+        self.tx.send((cmd, reply_tx)).await.map_err(|_| stopped())?;
+        reply_rx.await.map_err(|_| stopped())?
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
+    let shard_label = shard.to_string();
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label.clone()).record(jobs.len() as f64);
+        let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let entry = ShardEntry { now_ms: now_ms(), cmds };
+        let outcome = propose(&raft, &entry).await;
+        match outcome {
+            Ok(replies) if replies.len() == waiters.len() => {
+                for (w, r) in waiters.into_iter().zip(replies) {
+                    let _ = w.send(Ok(r));
+                }
+            }
+            Ok(replies) => {
+                let err = ProposeError::Failed {
+                    retryable: false,
+                    message: format!("apply returned {} replies for {} commands", replies.len(), waiters.len()),
+                };
+                for w in waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+            }
+            Err(err) => {
+                for w in waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn propose(raft: &Raft, entry: &ShardEntry) -> Result<Vec<ShardReply>, ProposeError> {
+    let bytes = codec::encode(entry).map_err(|e| ProposeError::Failed { retryable: false, message: e.to_string() })?;
+    match raft.client_write(Payload(bytes)).await {
+        Ok(resp) => codec::decode::<Vec<ShardReply>>(&resp.data.0)
+            .map_err(|e| ProposeError::Failed { retryable: false, message: e.to_string() }),
+        Err(e) => Err(classify_write_error(e)),
+    }
+}
+
+pub fn classify_write_error(
+    e: openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>>,
+) -> ProposeError {
+    use openraft::error::{ClientWriteError, RaftError};
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ProposeError::Failed { retryable: true, message: c.to_string() }
+        }
+        RaftError::Fatal(f) => ProposeError::Failed { retryable: true, message: f.to_string() },
+    }
+}

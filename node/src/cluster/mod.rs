@@ -1,0 +1,407 @@
+//! The cluster as seen from one node: start (bootstrap, join, restart), routing to group leaders,
+//! and the [`Backend`] the HTTP API uses.
+//!
+//! ```text
+//!  HTTP handler ──Backend::write(shard, cmd)──► Cluster::call_leader(group, request)
+//!        ┌────────────── pick target: leader hint ▸ local leader ▸ placement replicas ──┐
+//!        ▼                                                                             ▼
+//!   this node leads: ShardExecutor (group commit) ─► Raft      another node: QUIC NodeRequest
+//!        NotLeader{hint} / unreachable ─► update hint, back off, retry until the deadline
+//! ```
+//!
+//! Writes are retried after an ambiguous failure (a lost reply), so every shard command must be
+//! idempotent or carry its own id; reads go through openraft's linearizable read barrier on the
+//! leader, so a read through any node sees every write acknowledged before it.
+
+mod executor;
+mod placement;
+pub mod rpc;
+mod start;
+mod state_machines;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use herald_raft::{AppHandler, GroupHandle, GroupId, Payload, RaftNode};
+use herald_shard::{ShardCommand, ShardId, ShardQuery, ShardReply};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ApiKeys, Backend, BoxFuture as BackendFuture};
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::meta::{MetaCommand, MetaEntry, MetaReply, MetaView};
+pub use executor::now_ms;
+use executor::{ProposeError, ShardExecutorHandle};
+use rpc::{GroupStatus, NodeReply, NodeRequest};
+pub use start::JoinRequest;
+use state_machines::ReaderStore;
+
+/// How long a request keeps retrying to reach a group's leader (elections take 1-2 s).
+const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
+/// One forwarded request's timeout.
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) struct ClusterInner {
+    config: Config,
+    raft: RaftNode,
+    meta: GroupHandle,
+    view: MetaView,
+    executors: Mutex<HashMap<ShardId, ShardExecutorHandle>>,
+    /// Last known leader per group, learnt from NotLeader replies.
+    leader_hints: Mutex<HashMap<GroupId, u64>>,
+    shutdown: CancellationToken,
+}
+
+/// A running node's membership in the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<ClusterInner>,
+}
+
+struct NodeRpc(Weak<ClusterInner>);
+
+impl AppHandler for NodeRpc {
+    fn handle(&self, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+        let cluster = self.0.upgrade().map(|inner| Cluster { inner });
+        Box::pin(async move {
+            let reply = match (cluster, codec::decode::<NodeRequest>(&request)) {
+                (Some(c), Ok(req)) => c.handle_local(req).await,
+                (None, _) => NodeReply::Failed { retryable: true, message: "shutting down".into() },
+                (_, Err(e)) => NodeReply::Failed { retryable: false, message: e.to_string() },
+            };
+            codec::encode(&reply).unwrap_or_default()
+        })
+    }
+}
+
+impl Cluster {
+    pub fn node_id(&self) -> u64 {
+        self.inner.config.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn view(&self) -> &MetaView {
+        &self.inner.view
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.inner.raft
+    }
+
+    /// Joined, the meta group has a leader and has applied this node's membership.
+    pub fn is_ready(&self) -> bool {
+        let metrics = self.inner.meta.raft.metrics().borrow().clone();
+        metrics.current_leader.is_some()
+            && self.inner.view.info().is_some()
+            && self.inner.view.member(self.node_id()).is_some()
+    }
+
+    /// Stop background work and every Raft group, then the transport.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.raft.shutdown().await;
+    }
+
+    fn peer_of(&self, node: u64) -> Option<SocketAddr> {
+        self.inner.view.member(node)?.peer.parse().ok()
+    }
+
+    fn local_group(&self, group: GroupId) -> Option<GroupHandle> {
+        self.inner.raft.group(group)
+    }
+
+    fn hint(&self, group: GroupId) -> Option<u64> {
+        self.inner.leader_hints.lock().ok()?.get(&group).copied()
+    }
+
+    fn set_hint(&self, group: GroupId, leader: Option<u64>) {
+        if let Ok(mut hints) = self.inner.leader_hints.lock() {
+            match leader {
+                Some(l) => hints.insert(group, l),
+                None => hints.remove(&group),
+            };
+        }
+    }
+
+    /// Where to send a request for `group` on the `attempt`-th try.
+    fn pick_target(&self, group: GroupId, attempt: usize) -> u64 {
+        if let Some(h) = self.hint(group) {
+            return h;
+        }
+        if let Some(g) = self.local_group(group) {
+            if let Some(l) = g.raft.metrics().borrow().current_leader {
+                return l;
+            }
+        }
+        let candidates: Vec<u64> = match group.as_shard() {
+            Some(s) => self.inner.view.placement(s),
+            None => self.inner.view.members().iter().map(|m| m.id).collect(),
+        };
+        if candidates.is_empty() {
+            self.node_id()
+        } else {
+            candidates[attempt % candidates.len()]
+        }
+    }
+
+    /// Send `request` to `group`'s leader, following NotLeader hints and retrying through elections.
+    async fn call_leader(&self, group: GroupId, request: NodeRequest) -> Result<NodeReply> {
+        let deadline = Instant::now() + ROUTE_DEADLINE;
+        let mut last_error = String::from("no attempt");
+        for attempt in 0.. {
+            let target = self.pick_target(group, attempt);
+            let reply = if target == self.node_id() {
+                self.handle_local(request.clone()).await
+            } else {
+                self.send(target, &request).await
+            };
+            let mut pause = true;
+            match reply {
+                NodeReply::NotLeader { leader } => {
+                    // A fresh hint is worth an immediate retry; "no leader" means an election.
+                    let fresh = leader.filter(|l| *l != target);
+                    pause = fresh.is_none();
+                    self.set_hint(group, fresh);
+                    last_error = format!("node {target} is not the leader of {group}");
+                }
+                NodeReply::Failed { retryable: true, message } => {
+                    self.set_hint(group, None);
+                    last_error = message;
+                }
+                other => return Ok(other),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            if pause {
+                let backoff = Duration::from_millis((20 * (attempt as u64 + 1)).min(250));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+        metrics::counter!(crate::metrics::ROUTE_FAILURES).increment(1);
+        Err(Error::Unavailable { shard: group.as_shard().unwrap_or(u32::MAX), reason: last_error })
+    }
+
+    async fn send(&self, target: u64, request: &NodeRequest) -> NodeReply {
+        let Some(addr) = self.peer_of(target) else {
+            return NodeReply::Failed { retryable: true, message: format!("unknown node {target}") };
+        };
+        let bytes = match codec::encode(request) {
+            Ok(b) => b,
+            Err(e) => return NodeReply::Failed { retryable: false, message: e.to_string() },
+        };
+        match self.inner.raft.call_app(addr, bytes, RPC_TIMEOUT).await {
+            Ok(reply) => codec::decode(&reply)
+                .unwrap_or_else(|e| NodeReply::Failed { retryable: false, message: e.to_string() }),
+            Err(e) => NodeReply::Failed { retryable: true, message: format!("node {target}: {e}") },
+        }
+    }
+
+    fn is_local_leader(&self, g: &GroupHandle) -> std::result::Result<(), NodeReply> {
+        let leader = g.raft.metrics().borrow().current_leader;
+        if leader == Some(self.node_id()) {
+            Ok(())
+        } else {
+            Err(NodeReply::NotLeader { leader })
+        }
+    }
+
+    fn executor(&self, shard: ShardId, g: &GroupHandle) -> ShardExecutorHandle {
+        let mut map = self.inner.executors.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&shard) {
+            Some(e) if !e.is_closed() => e.clone(),
+            _ => {
+                let e = ShardExecutorHandle::spawn(shard, g.raft.clone());
+                map.insert(shard, e.clone());
+                e
+            }
+        }
+    }
+
+    /// Serve a request addressed to this node (from QUIC or from this node's own HTTP handlers).
+    async fn handle_local(&self, request: NodeRequest) -> NodeReply {
+        match request {
+            NodeRequest::ShardWrite { shard, cmd } => {
+                let Some(g) = self.local_group(GroupId::shard(shard)) else {
+                    return NodeReply::NotLeader { leader: None };
+                };
+                if let Err(not_leader) = self.is_local_leader(&g) {
+                    return not_leader;
+                }
+                match self.executor(shard, &g).submit(cmd).await {
+                    Ok(reply) => NodeReply::Shard(reply),
+                    Err(ProposeError::NotLeader { leader }) => NodeReply::NotLeader { leader },
+                    Err(ProposeError::Failed { retryable, message }) => NodeReply::Failed { retryable, message },
+                }
+            }
+            NodeRequest::ShardRead { shard, query } => {
+                let Some(g) = self.local_group(GroupId::shard(shard)) else {
+                    return NodeReply::NotLeader { leader: None };
+                };
+                if let Err(reply) = linearizable(&g).await {
+                    return reply;
+                }
+                NodeReply::Shard(herald_shard::query(&ReaderStore(&g.reader), &query))
+            }
+            NodeRequest::MetaWrite { cmd } => {
+                let entry = MetaEntry { now_ms: now_ms(), cmd };
+                let bytes = match codec::encode(&entry) {
+                    Ok(b) => b,
+                    Err(e) => return NodeReply::Failed { retryable: false, message: e.to_string() },
+                };
+                match self.inner.meta.raft.client_write(Payload(bytes)).await {
+                    Ok(resp) => match codec::decode::<MetaReply>(&resp.data.0) {
+                        Ok(r) => NodeReply::Meta(r),
+                        Err(e) => NodeReply::Failed { retryable: false, message: e.to_string() },
+                    },
+                    Err(e) => match executor::classify_write_error(e) {
+                        ProposeError::NotLeader { leader } => NodeReply::NotLeader { leader },
+                        ProposeError::Failed { retryable, message } => NodeReply::Failed { retryable, message },
+                    },
+                }
+            }
+            NodeRequest::MetaRead { table, key } => {
+                if let Err(reply) = linearizable(&self.inner.meta).await {
+                    return reply;
+                }
+                NodeReply::Record(self.inner.view.record(&table, &key).map(|v| v.to_string()))
+            }
+            NodeRequest::GroupStatus { shard } => {
+                NodeReply::Status(self.local_group(GroupId::shard(shard)).map(|g| group_status(&g)))
+            }
+        }
+    }
+
+    /// Stop hosting `shard` and delete its data (after this node left its replica set).
+    async fn drop_group(&self, shard: ShardId) -> herald_raft::Result<()> {
+        if let Ok(mut executors) = self.inner.executors.lock() {
+            executors.remove(&shard);
+        }
+        self.inner.raft.close_group(GroupId::shard(shard), true).await
+    }
+
+    /// Propose a meta command on the meta leader.
+    pub async fn meta_write(&self, cmd: MetaCommand) -> Result<()> {
+        match self.call_leader(GroupId::META, NodeRequest::MetaWrite { cmd }).await? {
+            NodeReply::Meta(MetaReply::Ok) => Ok(()),
+            NodeReply::Meta(MetaReply::Rejected(m)) => Err(Error::InvalidParams(m)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every shard's leader and replicas, asking the replicas that should host it.
+    pub async fn shard_statuses(&self) -> BTreeMap<ShardId, GroupStatus> {
+        let shards = self.inner.view.info().map(|i| i.shards).unwrap_or(0);
+        let mut out = BTreeMap::new();
+        for shard in 0..shards {
+            let mut best = GroupStatus::default();
+            let mut candidates = self.inner.view.placement(shard);
+            if let Some(g) = self.local_group(GroupId::shard(shard)) {
+                best = group_status(&g);
+                candidates.retain(|c| *c != self.node_id());
+            }
+            for node in candidates {
+                if best.leader.is_some() {
+                    break;
+                }
+                if let NodeReply::Status(Some(s)) = self.send(node, &NodeRequest::GroupStatus { shard }).await {
+                    if s.leader.is_some() || best.voters.is_empty() {
+                        best = s;
+                    }
+                }
+            }
+            out.insert(shard, best);
+        }
+        out
+    }
+
+    /// The meta group as this node sees it.
+    pub fn meta_status(&self) -> GroupStatus {
+        group_status(&self.inner.meta)
+    }
+}
+
+fn group_status(g: &GroupHandle) -> GroupStatus {
+    let m = g.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    GroupStatus {
+        leader: m.current_leader,
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+    }
+}
+
+async fn linearizable(g: &GroupHandle) -> std::result::Result<(), NodeReply> {
+    use openraft::error::{CheckIsLeaderError, RaftError};
+    match g.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(NodeReply::NotLeader { leader: f.leader_id })
+        }
+        Err(e) => Err(NodeReply::Failed { retryable: true, message: e.to_string() }),
+    }
+}
+
+fn unexpected(reply: NodeReply) -> Error {
+    match reply {
+        NodeReply::Failed { retryable: false, message } => Error::Internal(message),
+        other => Error::Internal(format!("unexpected reply {other:?}")),
+    }
+}
+
+impl Backend for Cluster {
+    fn shard_for(&self, recipient_key: &str) -> ShardId {
+        let shards = self.inner.view.info().map(|i| i.shards).unwrap_or(self.inner.config.shards);
+        herald_shard::shard_of_slot(herald_shard::slot_of(recipient_key), shards)
+    }
+
+    fn shards(&self) -> Vec<ShardId> {
+        let shards = self.inner.view.info().map(|i| i.shards).unwrap_or(self.inner.config.shards);
+        (0..shards).collect()
+    }
+
+    fn write(&self, shard: ShardId, cmd: ShardCommand) -> BackendFuture<'_, Result<ShardReply>> {
+        Box::pin(async move {
+            metrics::counter!(crate::metrics::SHARD_WRITES).increment(1);
+            match self.call_leader(GroupId::shard(shard), NodeRequest::ShardWrite { shard, cmd }).await? {
+                NodeReply::Shard(r) => Ok(r),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    fn read(&self, shard: ShardId, query: ShardQuery) -> BackendFuture<'_, Result<ShardReply>> {
+        Box::pin(async move {
+            match self.call_leader(GroupId::shard(shard), NodeRequest::ShardRead { shard, query }).await? {
+                NodeReply::Shard(r) => Ok(r),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    fn api_keys(&self) -> Option<ApiKeys> {
+        self.inner.view.api_keys()
+    }
+
+    fn meta_put(&self, table: &str, key: &str, value: serde_json::Value) -> BackendFuture<'_, Result<()>> {
+        let cmd = MetaCommand::PutRecord { table: table.into(), key: key.into(), value_json: value.to_string() };
+        Box::pin(self.meta_write(cmd))
+    }
+
+    fn meta_get(&self, table: &str, key: &str) -> BackendFuture<'_, Result<Option<serde_json::Value>>> {
+        let request = NodeRequest::MetaRead { table: table.into(), key: key.into() };
+        Box::pin(async move {
+            match self.call_leader(GroupId::META, request).await? {
+                NodeReply::Record(r) => Ok(r.and_then(|s| serde_json::from_str(&s).ok())),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+}

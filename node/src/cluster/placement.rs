@@ -1,0 +1,155 @@
+//! Placement: make every group's Raft membership match what the meta group says it should be.
+//!
+//! Every node runs this loop; each acts only where it can:
+//! - a node in a shard's desired replica set opens that shard's group locally (empty, waiting to
+//!   be added), and a node that was removed from a group's membership drops it and its data;
+//! - the leader of a group adds missing replicas as learners, promotes them to voters once they
+//!   have caught up (one `change_membership`, which also removes replicas that left the set).
+//!
+//! Desired sets: meta voters = the first five members by id (the rest are learners); shard `s` =
+//! the top-R members by rendezvous hashing ([`crate::meta::MetaView::placement`]), so a join moves only
+//! the shards whose top-R now includes the new node.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_raft::{GroupHandle, GroupId};
+use openraft::BasicNode;
+
+use super::state_machines::ShardLogic;
+use super::Cluster;
+
+const PASS_INTERVAL: Duration = Duration::from_millis(300);
+/// A learner within this many entries of the leader's log counts as caught up.
+const CATCH_UP_SLACK: u64 = 64;
+const META_VOTERS: usize = 5;
+
+pub(super) fn spawn(cluster: Cluster) {
+    let token = cluster.shutdown_token();
+    let busy: Arc<Mutex<HashSet<GroupId>>> = Arc::default();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(PASS_INTERVAL) => {}
+            }
+            pass(&cluster, &busy).await;
+        }
+    });
+}
+
+async fn pass(cluster: &Cluster, busy: &Arc<Mutex<HashSet<GroupId>>>) {
+    let view = cluster.view().clone();
+    let Some(info) = view.info() else { return };
+    let members: Vec<u64> = view.members().iter().map(|m| m.id).collect();
+    if members.is_empty() {
+        return;
+    }
+    let me = cluster.node_id();
+
+    let meta_voters: BTreeSet<u64> = members.iter().copied().take(META_VOTERS).collect();
+    if let Some(meta) = cluster.raft().group(GroupId::META) {
+        reconcile(cluster, busy, GroupId::META, meta, meta_voters, &members);
+    }
+
+    for shard in 0..info.shards {
+        let group = GroupId::shard(shard);
+        let desired: BTreeSet<u64> = view.placement(shard).into_iter().collect();
+        match cluster.raft().group(group) {
+            None if desired.contains(&me) => {
+                if let Err(e) = cluster.raft().open_group(group, Arc::new(ShardLogic)).await {
+                    tracing::warn!(%group, error = %e, "could not open assigned shard");
+                }
+            }
+            None => {}
+            Some(handle) => {
+                let membership = handle.raft.metrics().borrow().membership_config.clone();
+                let in_membership = membership.membership().nodes().any(|(id, _)| *id == me);
+                if !desired.contains(&me) && !in_membership && membership.log_id().is_some() {
+                    tracing::info!(%group, "no longer a replica: dropping the group");
+                    if let Err(e) = cluster.drop_group(shard).await {
+                        tracing::warn!(%group, error = %e, "could not drop the group");
+                    }
+                    continue;
+                }
+                let all: Vec<u64> = desired.iter().copied().collect();
+                reconcile(cluster, busy, group, handle, desired, &all);
+            }
+        }
+    }
+}
+
+/// On the group's leader: add every node of `wanted` as a learner, then make `voters` the voter
+/// set once they are caught up. Runs as its own task; one at a time per group.
+fn reconcile(
+    cluster: &Cluster,
+    busy: &Arc<Mutex<HashSet<GroupId>>>,
+    group: GroupId,
+    handle: GroupHandle,
+    voters: BTreeSet<u64>,
+    wanted: &[u64],
+) {
+    let metrics = handle.raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(cluster.node_id()) {
+        return;
+    }
+    let membership = metrics.membership_config.membership().clone();
+    let present: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let current_voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let missing: Vec<u64> = wanted.iter().copied().filter(|id| !present.contains(id)).collect();
+    if missing.is_empty() && current_voters == voters {
+        return;
+    }
+    if !busy.lock().map(|mut b| b.insert(group)).unwrap_or(false) {
+        return;
+    }
+    let cluster = cluster.clone();
+    let busy = busy.clone();
+    tokio::spawn(async move {
+        let result = change(&cluster, group, &handle, &missing, &voters, &current_voters).await;
+        if let Err(e) = result {
+            tracing::debug!(%group, error = %e, "placement change deferred");
+        }
+        if let Ok(mut b) = busy.lock() {
+            b.remove(&group);
+        }
+    });
+}
+
+async fn change(
+    cluster: &Cluster,
+    group: GroupId,
+    handle: &GroupHandle,
+    missing: &[u64],
+    voters: &BTreeSet<u64>,
+    current_voters: &BTreeSet<u64>,
+) -> Result<(), String> {
+    for id in missing {
+        let Some(member) = cluster.view().member(*id) else { continue };
+        handle
+            .raft
+            .add_learner(*id, BasicNode { addr: member.peer }, false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if voters == current_voters {
+        return Ok(());
+    }
+    let metrics = handle.raft.metrics().borrow().clone();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let replication = metrics.replication.unwrap_or_default();
+    let caught_up = voters.iter().all(|id| {
+        current_voters.contains(id)
+            || replication
+                .get(id)
+                .and_then(|m| m.as_ref())
+                .is_some_and(|log_id| log_id.index + CATCH_UP_SLACK >= last)
+    });
+    if !caught_up {
+        return Err("learners still catching up".into());
+    }
+    handle.raft.change_membership(voters.clone(), false).await.map_err(|e| e.to_string())?;
+    tracing::info!(%group, voters = ?voters, "membership changed");
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The application halves of the shard state machines: decode a [`ShardEntry`], run
+//! `herald_shard::apply` for each command over the group's state, encode the replies.
+
+use herald_raft::{GroupBatch, GroupReader, StateMachineLogic};
+use herald_shard::{ShardReply, Store, StoreRead};
+
+use super::executor::ShardEntry;
+use crate::codec;
+
+fn store_err(e: herald_raft::Error) -> herald_shard::Error {
+    herald_shard::Error::Store(e.to_string())
+}
+
+/// `herald_shard::Store` over a group's apply batch (read-your-writes inside one entry).
+struct BatchStore<'a, 'b>(&'a mut GroupBatch<'b>);
+
+impl StoreRead for BatchStore<'_, '_> {
+    fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
+        self.0.get(key).map_err(store_err)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan(start, end, limit, reverse).map_err(store_err)
+    }
+}
+
+impl Store for BatchStore<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.0.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.0.delete(key)
+    }
+}
+
+/// `herald_shard::StoreRead` over a group's applied state.
+pub struct ReaderStore<'a>(pub &'a GroupReader);
+
+impl StoreRead for ReaderStore<'_> {
+    fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
+        self.0.get(key).map_err(store_err)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan(start, end, limit, reverse).map_err(store_err)
+    }
+}
+
+pub struct ShardLogic;
+
+impl StateMachineLogic for ShardLogic {
+    fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8> {
+        let replies: Vec<ShardReply> = match codec::decode::<ShardEntry>(payload) {
+            Ok(entry) => {
+                let mut store = BatchStore(state);
+                entry.cmds.iter().map(|cmd| herald_shard::apply(&mut store, entry.now_ms, cmd)).collect()
+            }
+            // Every replica fails the same way on the same bytes, so this stays deterministic.
+            Err(_) => Vec::new(),
+        };
+        codec::encode(&replies).unwrap_or_default()
+    }
+}

@@ -1,0 +1,102 @@
+//! Node configuration, layered: `herald.toml` < `HERALD_*` environment < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Everything a node needs to start. Built by `main` from the layers; tests build it directly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id: unique in the cluster, never reused for another machine.
+    pub id: u64,
+    /// Where RocksDB and the node's identity live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (Knock API, operator endpoints).
+    pub http: SocketAddr,
+    /// QUIC listen address for Raft and forwarding; other nodes dial it.
+    pub peer: SocketAddr,
+    /// Address other nodes and clients should use for HTTP, if not `http` (e.g. behind NAT).
+    pub advertise_http: Option<String>,
+    /// HTTP URL of any member to join; absent on the bootstrap node.
+    pub join: Option<String>,
+    /// Shard count, fixed at bootstrap. Choose >= 4x the largest node count you expect.
+    pub shards: u32,
+    /// Replicas per shard (capped by the node count).
+    pub replication: u32,
+    /// Bootstrap keys; generated and printed once when absent.
+    pub secret_key: Option<String>,
+    pub public_key: Option<String>,
+    /// Authenticates joins and operator calls. Required to join.
+    pub service_token: Option<String>,
+    /// fsync the WAL before acknowledging writes. Turn off only for benchmarks of the non-durable case.
+    pub sync_wal: bool,
+    /// Raft heartbeat interval; elections time out after 4-8 heartbeats.
+    pub heartbeat_ms: u64,
+    /// Log format: "text" or "json".
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            data_dir: PathBuf::from("herald-data"),
+            http: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            peer: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            advertise_http: None,
+            join: None,
+            shards: 64,
+            replication: 3,
+            secret_key: None,
+            public_key: None,
+            service_token: None,
+            sync_wal: true,
+            heartbeat_ms: 250,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidParams(format!("config: {m}")));
+        if self.id == 0 {
+            return bad("id must be >= 1");
+        }
+        if !(1..=4096).contains(&self.shards) {
+            return bad("shards must be in 1..=4096");
+        }
+        if !(1..=7).contains(&self.replication) {
+            return bad("replication must be in 1..=7");
+        }
+        if self.heartbeat_ms < 10 {
+            return bad("heartbeat_ms must be >= 10");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad("log_format must be text or json");
+        }
+        if let Some(k) = &self.secret_key {
+            if !k.starts_with("sk_") {
+                return bad("secret_key must start with sk_");
+            }
+        }
+        if let Some(k) = &self.public_key {
+            if !k.starts_with("pk_") {
+                return bad("public_key must start with pk_");
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP address other nodes and clients reach this node at.
+    pub fn http_url(&self) -> String {
+        match &self.advertise_http {
+            Some(a) => a.clone(),
+            None => format!("http://{}", self.http),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Knock v1 HTTP API for recipients: users, objects, tenants, their channel data and preference
+//! sets, the bulk endpoints and bulk operations.
+//!
+//! ```text
+//! request -> [auth: Bearer sk] -> extract (Knock-shaped rejections) -> validate (validate.rs)
+//!         -> route by shard (Backend::shard_for) -> Backend::write / read -> render (render.rs)
+//! ```
+//!
+//! Invariants:
+//! - A request is validated completely before its first write: a 4xx changes nothing.
+//! - Client mistakes are 4xx with Knock's body `{code, message, status, type}` (error.rs is the
+//!   only place that maps errors); an unrouted path or method is 404 `{"errors":{"detail":...}}`.
+//! - Bodies are limited to [`extract::BODY_LIMIT`] (1 MiB). `Idempotency-Key` is ignored here.
+//! - This module never sees Raft, QUIC or RocksDB: only [`crate::backend::Backend`].
+//!
+//! Mounting: [`router`] carries its own fallback (Knock's 404 body), so merge it into a router that
+//! has none.
+
+mod auth;
+mod bulk;
+pub mod error;
+mod extract;
+mod objects;
+mod paging;
+pub mod query;
+mod recipients;
+mod render;
+mod tenants;
+mod users;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::backend::Backend;
+
+pub use bulk::BULK_OPERATIONS_TABLE;
+pub use extract::BODY_LIMIT;
+pub use paging::MAX_PAGE_SIZE;
+pub use validate::{MAX_BULK_ITEMS, MAX_ID_CHARS};
+
+/// Every v1 recipients endpoint, behind secret-key auth.
+pub fn router(backend: Arc<dyn Backend>) -> Router {
+    Router::new()
+        .merge(users::routes())
+        .merge(objects::routes())
+        .merge(tenants::routes())
+        .merge(bulk::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            backend.clone(),
+            auth::require_secret_key,
+        ))
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::route_not_found)
+        .with_state(backend)
+}

@@ -1,0 +1,204 @@
+//! The `herald` binary: parse the CLI, layer the config (herald.toml < HERALD_* env < flags),
+//! install tracing and metrics, and run a node until Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use herald_node::config::Config;
+use herald_node::ops::ClusterStatus;
+use herald_node::server::Node;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Self-hosted notification infrastructure that speaks Knock's API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One node with embedded defaults: data in ./herald-data, HTTP on 127.0.0.1:7000.
+    Dev(DevArgs),
+    /// Start a cluster node: the first one (no --join) bootstraps, the others join through any member.
+    Start(StartArgs),
+    /// Operator commands against a running cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Args)]
+struct DevArgs {
+    #[arg(long, default_value = "herald-data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    http: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    peer: SocketAddr,
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// Config file (TOML, fields as in `Config`); read when present.
+    #[arg(long, env = "HERALD_CONFIG", default_value = "herald.toml")]
+    config: PathBuf,
+    #[arg(long, env = "HERALD_ID")]
+    id: Option<u64>,
+    #[arg(long, env = "HERALD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "HERALD_HTTP")]
+    http: Option<SocketAddr>,
+    #[arg(long, env = "HERALD_PEER")]
+    peer: Option<SocketAddr>,
+    #[arg(long, env = "HERALD_ADVERTISE_HTTP")]
+    advertise_http: Option<String>,
+    #[arg(long, env = "HERALD_JOIN")]
+    join: Option<String>,
+    #[arg(long, env = "HERALD_SHARDS")]
+    shards: Option<u32>,
+    #[arg(long, env = "HERALD_REPLICATION")]
+    replication: Option<u32>,
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    #[arg(long, env = "HERALD_PUBLIC_KEY", hide_env_values = true)]
+    public_key: Option<String>,
+    #[arg(long, env = "HERALD_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
+    /// fsync the WAL before acknowledging (default true).
+    #[arg(long, env = "HERALD_SYNC_WAL")]
+    sync_wal: Option<bool>,
+    #[arg(long, env = "HERALD_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    #[arg(long, env = "HERALD_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print nodes and shards (leader, voters, learners) as tables.
+    Status {
+        #[arg(long, env = "HERALD_ADDR", default_value = "http://127.0.0.1:7000")]
+        addr: String,
+        /// Service token or secret key.
+        #[arg(long, env = "HERALD_SERVICE_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+}
+
+impl StartArgs {
+    fn into_config(self) -> Result<Config> {
+        let mut c = match std::fs::read_to_string(&self.config) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("parse {}", self.config.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(e).with_context(|| format!("read {}", self.config.display())),
+        };
+        macro_rules! layer {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        layer!(id, data_dir, http, peer, shards, replication, sync_wal, heartbeat_ms, log_format);
+        macro_rules! layer_opt {
+            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
+        }
+        layer_opt!(advertise_http, join, secret_key, public_key, service_token);
+        Ok(c)
+    }
+}
+
+fn install_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A panic may leave a replica diverged: abort rather than keep serving.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
+}
+
+async fn run_node(config: Config) -> Result<()> {
+    install_tracing(&config.log_format);
+    abort_on_panic();
+    let _ = herald_node::metrics::prometheus();
+    let mut shown = config.clone();
+    for secret in [&mut shown.secret_key, &mut shown.public_key, &mut shown.service_token] {
+        if secret.is_some() {
+            *secret = Some("<set>".into());
+        }
+    }
+    tracing::info!(config = ?shown, "effective configuration");
+    let node = Node::start(config).await.context("start node")?;
+    println!("herald: node {} serving http://{}", node.cluster.node_id(), node.http_addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn cluster_status(addr: &str, token: &str) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("{}/v1/cluster", addr.trim_end_matches('/'));
+    let resp = reqwest::Client::new().get(&url).bearer_auth(token).send().await.context("request")?;
+    if !resp.status().is_success() {
+        anyhow::bail!("{url}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+    }
+    let status: ClusterStatus = resp.json().await.context("decode cluster status")?;
+    println!("{:<6} {:<26} {:<22} STATUS", "NODE", "HTTP", "PEER");
+    for n in &status.nodes {
+        println!("{:<6} {:<26} {:<22} {}", n.id, n.http, n.peer, n.status);
+    }
+    println!();
+    println!("{:<6} {:<7} {:<16} LEARNERS", "SHARD", "LEADER", "VOTERS");
+    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    for s in &status.shards {
+        let leader = s.leader.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+        println!("{:<6} {:<7} {:<16} {}", s.id, leader, ids(&s.voters), ids(&s.learners));
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Dev(a) => {
+            let config = Config {
+                data_dir: a.data_dir,
+                http: a.http,
+                peer: a.peer,
+                replication: 1,
+                secret_key: std::env::var("HERALD_SECRET_KEY").ok(),
+                public_key: std::env::var("HERALD_PUBLIC_KEY").ok(),
+                service_token: std::env::var("HERALD_SERVICE_TOKEN").ok(),
+                ..Config::default()
+            };
+            run_node(config).await
+        }
+        Command::Start(a) => run_node(a.into_config()?).await,
+        Command::Cluster { command: ClusterCommand::Status { addr, token } } => cluster_status(&addr, &token).await,
+    }
+}

@@ -1,0 +1,57 @@
+//! [`MetaView`]: typed local reads of the meta group's applied state.
+
+use herald_raft::transport::ClusterCa;
+use herald_raft::GroupReader;
+
+use super::{keys, ClusterInfo, Member};
+use crate::backend::ApiKeys;
+
+#[derive(Clone)]
+pub struct MetaView {
+    reader: GroupReader,
+}
+
+impl MetaView {
+    pub fn new(reader: GroupReader) -> Self {
+        MetaView { reader }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
+        let raw = self.reader.get(key).ok()??;
+        serde_json::from_slice(&raw).ok()
+    }
+
+    pub fn info(&self) -> Option<ClusterInfo> {
+        self.json(&keys::info())
+    }
+
+    pub fn api_keys(&self) -> Option<ApiKeys> {
+        self.json(&keys::api_keys())
+    }
+
+    pub fn ca(&self) -> Option<ClusterCa> {
+        self.json(&keys::ca())
+    }
+
+    /// Members ordered by id.
+    pub fn members(&self) -> Vec<Member> {
+        let (lo, hi) = keys::member_range();
+        let rows = self.reader.scan(&lo, &hi, usize::MAX, false).unwrap_or_default();
+        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+    }
+
+    pub fn member(&self, id: u64) -> Option<Member> {
+        self.json(&keys::member(id))
+    }
+
+    pub fn record(&self, table: &str, key: &str) -> Option<serde_json::Value> {
+        self.json(&keys::record(table, key))
+    }
+
+    /// The replica set shard `shard` should have: the top-R members by rendezvous hashing.
+    pub fn placement(&self, shard: u32) -> Vec<u64> {
+        let Some(info) = self.info() else { return Vec::new() };
+        let ids: Vec<u64> = self.members().iter().map(|m| m.id).collect();
+        herald_shard::rendezvous_replicas(shard, &ids, info.replication as usize)
+    }
+}

@@ -1,0 +1,208 @@
+//! Multi-process test harness: real `herald` binaries on 127.0.0.1, killed with SIGKILL.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "sk_test_herald_secret";
+pub const PUBLIC: &str = "pk_test_herald_public";
+pub const SERVICE: &str = "st_test_herald_service";
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct HeraldProcess {
+    pub id: u64,
+    pub http: SocketAddr,
+    pub peer: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    join: Option<String>,
+    shards: u32,
+    child: Option<Child>,
+}
+
+impl HeraldProcess {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn spawn(root: &std::path::Path, id: u64, join: Option<String>, shards: u32) -> HeraldProcess {
+        let mut p = HeraldProcess {
+            id,
+            http: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
+            peer: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
+            data_dir: root.join(format!("node-{id}")),
+            log: root.join(format!("node-{id}.log")),
+            join,
+            shards,
+            child: None,
+        };
+        p.start();
+        p
+    }
+
+    /// (Re)start the process on the same ports and data dir.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.arg("start")
+            .args(["--id", &self.id.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--http", &self.http.to_string(), "--peer", &self.peer.to_string()])
+            .args(["--shards", &self.shards.to_string(), "--replication", "3"])
+            .args(["--heartbeat-ms", "150"])
+            .env("HERALD_SECRET_KEY", SECRET)
+            .env("HERALD_PUBLIC_KEY", PUBLIC)
+            .env("HERALD_SERVICE_TOKEN", SERVICE)
+            .env("HERALD_CONFIG", "/nonexistent/herald.toml")
+            .env("RUST_LOG", "info,openraft=warn,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(j) = &self.join {
+            cmd.args(["--join", j]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn herald"));
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client { http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap() }
+    }
+
+    pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Resp, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, url).bearer_auth(SECRET);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Resp { status, body })
+    }
+
+    pub async fn ready(&self, base: &str) -> bool {
+        matches!(self.http.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success())
+    }
+
+    pub async fn cluster(&self, base: &str) -> Option<Value> {
+        let r = self.call("GET", &format!("{base}/v1/cluster"), None).await.ok()?;
+        (r.status == 200).then_some(r.body)
+    }
+}
+
+/// Poll `check` every 200 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether every shard in a `/v1/cluster` answer has a leader and exactly `n` voters.
+pub fn all_shards_have_voters(cluster: &Value, n: usize) -> bool {
+    let Some(shards) = cluster["shards"].as_array() else { return false };
+    !shards.is_empty()
+        && shards.iter().all(|s| s["leader"].is_u64() && s["voters"].as_array().map(|v| v.len()) == Some(n))
+}
+
+/// The shard (0-based) that owns a user id, as the cluster computes it.
+pub fn shard_of_user(user: &str, shards: u32) -> u32 {
+    herald_shard::shard_of_slot(herald_shard::slot_of(user), shards)
+}
+
+/// Bootstrap one node, join the others through it, wait until every shard has `n` voters.
+pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<HeraldProcess> {
+    let client = Client::new();
+    let first = HeraldProcess::spawn(root, 1, None, shards);
+    let url = first.url();
+    let mut nodes = vec![first];
+    eventually(Duration::from_secs(60), "node 1 ready", || client_ready(&client, &url)).await;
+    for id in 2..=n {
+        let p = HeraldProcess::spawn(root, id, Some(url.clone()), shards);
+        let u = p.url();
+        nodes.push(p);
+        eventually(Duration::from_secs(60), "joined node ready", || client_ready(&client, &u)).await;
+    }
+    let voters = n.min(3) as usize;
+    let status = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if let Some(c) = client.cluster(&url).await {
+                if all_shards_have_voters(&c, voters) {
+                    return c;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    if status.is_err() {
+        for p in &nodes {
+            eprintln!("--- node {} log ---\n{}", p.id, p.log_tail());
+        }
+        panic!("shards did not reach {voters} voters: {:?}", client.cluster(&url).await);
+    }
+    nodes
+}
+
+async fn client_ready(client: &Client, url: &str) -> Option<()> {
+    client.ready(url).await.then_some(())
+}

@@ -1,0 +1,164 @@
+//! Raft RPCs over the node's QUIC transport, for every group.
+//!
+//! One QUIC connection per peer carries the RPCs of all groups: each request names its group, and the
+//! receiving node's [`crate::RaftNode`] routes it to that group's `Raft`. Application requests
+//! (forwarded writes and reads) share the same connections as [`WireRequest::App`].
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::storage::{decode, encode};
+use crate::transport::QuicTransport;
+use crate::types::{GroupId, NodeId, TypeConfig};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum RaftRpc {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum RaftRpcReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+/// Everything that travels between nodes.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum WireRequest {
+    Raft { group: GroupId, rpc: RaftRpc },
+    App(Vec<u8>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum WireReply {
+    Raft(RaftRpcReply),
+    App(Vec<u8>),
+    GroupNotFound,
+    Error(String),
+}
+
+/// Builds per-target clients for one group.
+pub struct GroupNetworkFactory {
+    pub(crate) group: GroupId,
+    pub(crate) transport: QuicTransport,
+}
+
+pub struct GroupNetwork {
+    group: GroupId,
+    target: NodeId,
+    addr: Option<std::net::SocketAddr>,
+    transport: QuicTransport,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
+    type Network = GroupNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
+        GroupNetwork {
+            group: self.group,
+            target,
+            addr: node.addr.parse().ok(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl GroupNetwork {
+    async fn send(&self, rpc: RaftRpc, timeout: Duration, name: &'static str) -> Result<RaftRpcReply, Unreachable> {
+        metrics::counter!(crate::metrics::RPCS_SENT, "rpc" => name).increment(1);
+        let result = self.send_inner(rpc, timeout).await;
+        if result.is_err() {
+            metrics::counter!(crate::metrics::RPC_FAILURES, "rpc" => name).increment(1);
+        }
+        result.map_err(|e| Unreachable::new(&e))
+    }
+
+    async fn send_inner(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Error> {
+        let addr = self
+            .addr
+            .ok_or_else(|| Error::Transport(format!("node {} has no valid peer address", self.target)))?;
+        let request = encode(&WireRequest::Raft { group: self.group, rpc })?;
+        let reply = self
+            .transport
+            .call(addr, request.into(), timeout)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        match decode::<WireReply>(&reply)? {
+            WireReply::Raft(r) => Ok(r),
+            WireReply::GroupNotFound => Err(Error::GroupNotFound(self.group)),
+            WireReply::Error(e) => Err(Error::Transport(e)),
+            WireReply::App(_) => Err(Error::Transport("unexpected app reply".into())),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::Network(NetworkError::new(&Error::Transport("mismatched rpc reply".into())))
+    }
+
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<NodeId, E>,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GroupNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let reply = self
+            .send(RaftRpc::AppendEntries(rpc), option.hard_ttl(), "append_entries")
+            .await
+            .map_err(RPCError::Unreachable)?;
+        match reply {
+            RaftRpcReply::AppendEntries(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let reply = self
+            .send(RaftRpc::InstallSnapshot(rpc), option.hard_ttl(), "install_snapshot")
+            .await
+            .map_err(RPCError::Unreachable)?;
+        match reply {
+            RaftRpcReply::InstallSnapshot(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        let reply = self
+            .send(RaftRpc::Vote(rpc), option.hard_ttl(), "vote")
+            .await
+            .map_err(RPCError::Unreachable)?;
+        match reply {
+            RaftRpcReply::Vote(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(Self::unexpected()),
+        }
+    }
+}

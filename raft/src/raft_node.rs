@@ -1,0 +1,244 @@
+//! [`RaftNode`]: every Raft group this process hosts, behind one QUIC endpoint.
+//!
+//! ```text
+//!            QUIC endpoint (mTLS)            RaftNode
+//!  peer ---> WireRequest::Raft{group} --> groups[group].raft.append_entries/vote/install_snapshot
+//!  peer ---> WireRequest::App(bytes)  --> AppHandler (herald-node: forwarded writes/reads)
+//! ```
+//!
+//! Groups are opened and closed at run time (placement moves shard replicas between nodes). A request
+//! for a group this node does not host answers `GroupNotFound`, which the sender treats as
+//! "unreachable, retry later": the usual state while a new replica is being created.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::error::{Error, Result};
+use crate::network::{GroupNetworkFactory, RaftRpc, RaftRpcReply, WireReply, WireRequest};
+use crate::storage::{decode, encode, GroupReader, RocksStorage, StateMachineLogic};
+use crate::transport::{NodeIdentity, QuicTransport, RpcHandler};
+use crate::types::{GroupId, NodeId, Raft};
+
+/// Handles application requests that arrive over QUIC (the payload is the application's encoding).
+pub trait AppHandler: Send + Sync + 'static {
+    fn handle(&self, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>>;
+}
+
+/// A hosted group: its Raft handle and a reader over its applied state.
+#[derive(Clone)]
+pub struct GroupHandle {
+    pub raft: Raft,
+    pub reader: GroupReader,
+}
+
+/// Raft timing shared by all groups.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) after this many applied entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming { heartbeat_ms: 250, election_min_ms: 1000, election_max_ms: 2000, snapshot_every: 20_000 }
+    }
+}
+
+struct Inner {
+    node_id: NodeId,
+    storage: Arc<RocksStorage>,
+    config: Arc<openraft::Config>,
+    groups: RwLock<BTreeMap<GroupId, GroupHandle>>,
+    transport: OnceLock<QuicTransport>,
+    app: OnceLock<Arc<dyn AppHandler>>,
+    /// Serializes group creation: two Raft instances must never run on one group's storage.
+    open_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+struct Dispatch(Weak<Inner>);
+
+impl RpcHandler for Dispatch {
+    fn handle(&self, request: Bytes) -> BoxFuture<'static, Bytes> {
+        let inner = self.0.upgrade();
+        Box::pin(async move {
+            let reply = match inner {
+                Some(inner) => dispatch(&inner, &request).await,
+                None => WireReply::Error("node shutting down".into()),
+            };
+            encode(&reply)
+                .unwrap_or_else(|e| encode(&WireReply::Error(e.to_string())).unwrap_or_default())
+                .into()
+        })
+    }
+}
+
+async fn dispatch(inner: &Inner, request: &[u8]) -> WireReply {
+    let request: WireRequest = match decode(request) {
+        Ok(r) => r,
+        Err(e) => return WireReply::Error(format!("bad request: {e}")),
+    };
+    match request {
+        WireRequest::App(bytes) => match inner.app.get() {
+            Some(app) => WireReply::App(app.handle(bytes).await),
+            None => WireReply::Error("node not ready for application requests".into()),
+        },
+        WireRequest::Raft { group, rpc } => {
+            let raft = match inner.groups.read() {
+                Ok(groups) => groups.get(&group).map(|g| g.raft.clone()),
+                Err(_) => None,
+            };
+            let Some(raft) = raft else { return WireReply::GroupNotFound };
+            WireReply::Raft(match rpc {
+                RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
+                RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
+                RaftRpc::InstallSnapshot(r) => RaftRpcReply::InstallSnapshot(raft.install_snapshot(r).await),
+            })
+        }
+    }
+}
+
+impl RaftNode {
+    /// Bind the node's QUIC endpoint on `peer_addr` and start serving RPCs for the groups opened later.
+    pub async fn start(
+        node_id: NodeId,
+        storage: Arc<RocksStorage>,
+        peer_addr: SocketAddr,
+        identity: &NodeIdentity,
+        timing: RaftTiming,
+    ) -> Result<Self> {
+        let config = openraft::Config {
+            cluster_name: "herald".into(),
+            heartbeat_interval: timing.heartbeat_ms,
+            election_timeout_min: timing.election_min_ms,
+            election_timeout_max: timing.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_every),
+            max_in_snapshot_log_to_keep: 1000,
+            max_payload_entries: 256,
+            snapshot_max_chunk_size: 4 << 20,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            node_id,
+            storage,
+            config: Arc::new(config),
+            groups: RwLock::new(BTreeMap::new()),
+            transport: OnceLock::new(),
+            app: OnceLock::new(),
+            open_lock: tokio::sync::Mutex::new(()),
+        });
+        let handler = Arc::new(Dispatch(Arc::downgrade(&inner)));
+        let transport = QuicTransport::bind(peer_addr, identity, handler)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let _ = inner.transport.set(transport);
+        Ok(RaftNode { inner })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    pub fn storage(&self) -> &Arc<RocksStorage> {
+        &self.inner.storage
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.transport().local_addr()
+    }
+
+    fn transport(&self) -> &QuicTransport {
+        // Set in `start` before the node is returned.
+        self.inner.transport.get().expect("transport bound in start")
+    }
+
+    /// Route application requests arriving over QUIC to `handler` (set once).
+    pub fn set_app_handler(&self, handler: Arc<dyn AppHandler>) {
+        let _ = self.inner.app.set(handler);
+    }
+
+    /// Send an application request to `peer` and wait for its reply.
+    pub async fn call_app(&self, peer: SocketAddr, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+        let request = encode(&WireRequest::App(request))?;
+        let reply = self
+            .transport()
+            .call(peer, request.into(), timeout)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        match decode::<WireReply>(&reply)? {
+            WireReply::App(bytes) => Ok(bytes),
+            WireReply::Error(e) => Err(Error::Transport(e)),
+            _ => Err(Error::Transport("unexpected reply to an application request".into())),
+        }
+    }
+
+    /// Open (or return the already open) `group`, recovering its persisted state.
+    pub async fn open_group(&self, group: GroupId, logic: Arc<dyn StateMachineLogic>) -> Result<GroupHandle> {
+        let _creating = self.inner.open_lock.lock().await;
+        if let Some(handle) = self.group(group) {
+            return Ok(handle);
+        }
+        let storage = &self.inner.storage;
+        let log_store = storage.log_store(group);
+        let state_machine = storage.state_machine(group, logic)?;
+        let network = GroupNetworkFactory { group, transport: self.transport().clone() };
+        let raft = Raft::new(self.inner.node_id, self.inner.config.clone(), network, log_store, state_machine)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        let handle = GroupHandle { raft, reader: storage.reader(group) };
+        self.inner.groups.write().map_err(|_| Error::ShuttingDown)?.insert(group, handle.clone());
+        Ok(handle)
+    }
+
+    pub fn group(&self, group: GroupId) -> Option<GroupHandle> {
+        self.inner.groups.read().ok()?.get(&group).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<(GroupId, GroupHandle)> {
+        match self.inner.groups.read() {
+            Ok(g) => g.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Stop hosting `group`; with `destroy`, delete its log and state from disk too.
+    pub async fn close_group(&self, group: GroupId, destroy: bool) -> Result<()> {
+        let handle = self.inner.groups.write().map_err(|_| Error::ShuttingDown)?.remove(&group);
+        if let Some(handle) = handle {
+            handle.raft.shutdown().await.map_err(|e| Error::Raft(e.to_string()))?;
+        }
+        if destroy {
+            self.inner.storage.destroy_group(group)?;
+        }
+        Ok(())
+    }
+
+    /// Stop every group, then the transport.
+    pub async fn shutdown(&self) {
+        let groups: Vec<GroupHandle> = match self.inner.groups.write() {
+            Ok(mut g) => std::mem::take(&mut *g).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
+        for g in groups {
+            let _ = g.raft.shutdown().await;
+        }
+        if let Some(t) = self.inner.transport.get() {
+            t.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Durable storage for every Raft group of a node: one RocksDB, four column families
+//! (layout in [`keys`]).
+//!
+//! ```text
+//!   RaftCore(g1) --append--> RocksLogStore(g1) --write (no sync)--+
+//!   RaftCore(g2) --append--> RocksLogStore(g2) --write (no sync)--+--> RocksDB WAL
+//!                                 | callback                       |
+//!                                 v                                |
+//!                           WalSyncer thread: drain callbacks, one fdatasync of the WAL,
+//!                           then complete them all
+//! ```
+//!
+//! # Durability and group commit
+//! `append` writes entries without syncing (so they are readable at once, as openraft requires) and
+//! hands its completion callback to one [`WalSyncer`] thread per node. The syncer takes every callback
+//! queued meanwhile, syncs the WAL once, and completes them together: openraft only counts an entry
+//! towards a quorum once its callback ran, so nothing is acknowledged before it is on disk, and many
+//! appends of many groups share one fsync. Votes are written with a synchronous write.
+//! State-machine writes are not synced: after a crash the log (synced) is re-applied from the
+//! persisted `last_applied`, which is written atomically with the data it covers.
+
+pub mod keys;
+mod log_store;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
+
+pub use log_store::RocksLogStore;
+pub use state_machine::{GroupBatch, GroupReader, RocksStateMachine, StateMachineLogic};
+
+use crate::error::{Error, Result};
+use crate::types::{GroupId, TypeConfig};
+
+/// Storage tuning. `sync_wal = false` trades durability for speed (benchmarks only).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub sync_wal: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { sync_wal: true }
+    }
+}
+
+/// The node's RocksDB, shared by the log stores and state machines of all its groups.
+pub struct RocksStorage {
+    db: Arc<DB>,
+    /// `None` only while dropping: closing the channel stops the syncer thread.
+    syncer: Option<mpsc::Sender<openraft::storage::LogFlushed<TypeConfig>>>,
+    syncer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RocksStorage {
+    fn drop(&mut self) {
+        // Stop the syncer before the DB closes, so no fsync races RocksDB's teardown.
+        self.syncer.take();
+        if let Some(t) = self.syncer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl RocksStorage {
+    pub fn open(path: &Path, config: StorageConfig) -> Result<Arc<Self>> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        opts.increase_parallelism(2);
+        let cfs = keys::ALL_CFS.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
+        let (syncer, thread) = WalSyncer::spawn(db.clone(), config.sync_wal)?;
+        Ok(Arc::new(RocksStorage { db, syncer: Some(syncer), syncer_thread: Some(thread) }))
+    }
+
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // The four CFs are created at open; a missing one is a bug, not an input error.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// A log store for `group`. Cheap: stores share the DB.
+    pub fn log_store(self: &Arc<Self>, group: GroupId) -> RocksLogStore {
+        RocksLogStore::new(self.clone(), group)
+    }
+
+    /// A state machine for `group`, applying payloads with `logic`.
+    pub fn state_machine(
+        self: &Arc<Self>,
+        group: GroupId,
+        logic: Arc<dyn StateMachineLogic>,
+    ) -> Result<RocksStateMachine> {
+        RocksStateMachine::open(self.clone(), group, logic)
+    }
+
+    /// A read handle on `group`'s applied state.
+    pub fn reader(self: &Arc<Self>, group: GroupId) -> GroupReader {
+        GroupReader::new(self.clone(), group)
+    }
+
+    /// Whether anything of `group` was ever stored here (a restarted node reopens such groups).
+    pub fn has_group(&self, group: GroupId) -> Result<bool> {
+        let vote = self
+            .db
+            .get_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(group, keys::STATE_VOTE))?;
+        Ok(vote.is_some())
+    }
+
+    /// Every group with a persisted vote, in order.
+    pub fn stored_groups(&self) -> Result<Vec<GroupId>> {
+        let mut groups = Vec::new();
+        let cf = self.cf(keys::CF_RAFT_STATE);
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 5 && k[4] == keys::STATE_VOTE {
+                groups.push(GroupId(u32::from_be_bytes([k[0], k[1], k[2], k[3]])));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Delete everything stored for `group` (after the node left its replica set).
+    pub fn destroy_group(&self, group: GroupId) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        let (start, end) = (keys::group_prefix(group), keys::group_end(group));
+        for cf in keys::ALL_CFS {
+            batch.delete_range_cf(self.cf(cf), &start[..], &end[..]);
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_flush(&self, callback: openraft::storage::LogFlushed<TypeConfig>) {
+        let sent = match &self.syncer {
+            Some(tx) => tx.send(callback).map_err(|mpsc::SendError(cb)| cb),
+            None => Err(callback),
+        };
+        if let Err(callback) = sent {
+            callback.log_io_completed(Err(std::io::Error::other("wal syncer stopped")));
+        }
+    }
+}
+
+/// The thread that turns many appends into one WAL fsync (see the module docs).
+struct WalSyncer;
+
+impl WalSyncer {
+    fn spawn(
+        db: Arc<DB>,
+        sync: bool,
+    ) -> Result<(
+        mpsc::Sender<openraft::storage::LogFlushed<TypeConfig>>,
+        std::thread::JoinHandle<()>,
+    )> {
+        let (tx, rx) = mpsc::channel::<openraft::storage::LogFlushed<TypeConfig>>();
+        let thread = std::thread::Builder::new()
+            .name("herald-wal-sync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut pending = vec![first];
+                    pending.extend(rx.try_iter());
+                    let result = if sync { db.flush_wal(true) } else { Ok(()) };
+                    metrics::counter!(crate::metrics::WAL_SYNCS).increment(1);
+                    metrics::histogram!(crate::metrics::WAL_SYNC_BATCH).record(pending.len() as f64);
+                    for cb in pending {
+                        let r = result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| std::io::Error::other(e.to_string()));
+                        cb.log_io_completed(r);
+                    }
+                }
+            })
+            .map_err(|e| Error::Io(e.to_string()))?;
+        Ok((tx, thread))
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| Error::Codec(e.to_string()))
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::Codec(e.to_string()))
+}

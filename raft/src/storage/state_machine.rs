@@ -1,0 +1,357 @@
+//! [`RocksStateMachine`]: openraft's `RaftStateMachine` for one group. It owns the bookkeeping
+//! (last applied log id, membership, snapshots) and hands each application payload to a
+//! [`StateMachineLogic`], which reads and writes the group's keys through a [`GroupBatch`].
+//!
+//! # Correctness
+//! - Apply is deterministic as long as the logic is: the logic sees only the payload and the group's
+//!   applied state, never a clock or RNG (time travels inside payloads, stamped by the leader).
+//! - All writes of one `apply` call (data, `last_applied`, membership) go into one atomic RocksDB
+//!   write batch, so a crash leaves either all of them or none; the log is re-applied from
+//!   `last_applied`.
+//! - A snapshot is cut from one RocksDB snapshot, so its data and its `last_applied` agree.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, keys, RocksStorage};
+use crate::error::Result;
+use crate::types::{
+    Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+/// The application's part of a state machine.
+pub trait StateMachineLogic: Send + Sync + 'static {
+    /// Apply one committed payload to the group's state and return the reply for the proposer.
+    /// Must be deterministic: the same payload on the same state yields the same writes and reply.
+    fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8>;
+}
+
+fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl ToString) -> StorageError {
+    let subject = match meta {
+        Some(m) => ErrorSubject::Snapshot(Some(m.signature())),
+        None => ErrorSubject::Snapshot(None),
+    };
+    StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
+}
+
+/// Ordered scan over `[start, end)` of a group's application keys, merging committed state with an
+/// overlay of uncommitted writes (`None` = deleted). Keys are returned without the group prefix.
+fn merged_scan(
+    storage: &RocksStorage,
+    group: GroupId,
+    overlay: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if limit == 0 || start >= end {
+        return Ok(out);
+    }
+    let cf = storage.cf(keys::state_cf(group));
+    let (lo, hi) = (keys::data_key(group, start), keys::data_key(group, end));
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(lo.clone());
+    opts.set_iterate_upper_bound(hi.clone());
+    let mode = if reverse {
+        IteratorMode::End
+    } else {
+        IteratorMode::From(&lo, Direction::Forward)
+    };
+    let mut db_iter = storage.db().iterator_cf_opt(cf, opts, mode).peekable();
+    let range = overlay.range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)));
+    let mut ov: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> =
+        if reverse { Box::new(range.rev()) } else { Box::new(range) };
+    let mut ov_next = ov.next();
+    let mut db_next = match db_iter.next() {
+        Some(item) => Some(item?),
+        None => None,
+    };
+    while out.len() < limit {
+        let take_overlay = match (&db_next, &ov_next) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((dk, _)), Some((ok, _))) => {
+                let dk = keys::strip_group(dk);
+                match dk.cmp(ok.as_slice()) {
+                    std::cmp::Ordering::Equal => {
+                        // The overlay shadows the committed value.
+                        db_next = match db_iter.next() {
+                            Some(item) => Some(item?),
+                            None => None,
+                        };
+                        true
+                    }
+                    std::cmp::Ordering::Less => reverse,
+                    std::cmp::Ordering::Greater => !reverse,
+                }
+            }
+        };
+        if take_overlay {
+            if let Some((k, v)) = ov_next.take() {
+                if let Some(v) = v {
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+            ov_next = ov.next();
+        } else if let Some((k, v)) = db_next.take() {
+            out.push((keys::strip_group(&k).to_vec(), v.to_vec()));
+            db_next = match db_iter.next() {
+                Some(item) => Some(item?),
+                None => None,
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// The application's view of a group during `apply`: reads see committed state plus this batch's own
+/// writes; writes are buffered and committed atomically with `last_applied`.
+pub struct GroupBatch<'a> {
+    storage: &'a RocksStorage,
+    group: GroupId,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> GroupBatch<'a> {
+    fn new(storage: &'a RocksStorage, group: GroupId) -> Self {
+        GroupBatch { storage, group, overlay: BTreeMap::new() }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let cf = self.storage.cf(keys::state_cf(self.group));
+        Ok(self.storage.db().get_cf(cf, keys::data_key(self.group, key))?)
+    }
+
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        merged_scan(self.storage, self.group, &self.overlay, start, end, limit, reverse)
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        self.overlay.insert(key.to_vec(), None);
+    }
+
+    fn write_into(self, batch: &mut WriteBatch) {
+        let cf = self.storage.cf(keys::state_cf(self.group));
+        for (k, v) in self.overlay {
+            let key = keys::data_key(self.group, &k);
+            match v {
+                Some(v) => batch.put_cf(cf, key, v),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+    }
+}
+
+/// Read access to a group's applied state (for queries after a linearizable read barrier).
+#[derive(Clone)]
+pub struct GroupReader {
+    storage: Arc<RocksStorage>,
+    group: GroupId,
+}
+
+impl GroupReader {
+    pub(super) fn new(storage: Arc<RocksStorage>, group: GroupId) -> Self {
+        GroupReader { storage, group }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.storage.cf(keys::state_cf(self.group));
+        Ok(self.storage.db().get_cf(cf, keys::data_key(self.group, key))?)
+    }
+
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        merged_scan(&self.storage, self.group, &BTreeMap::new(), start, end, limit, reverse)
+    }
+}
+
+/// What a snapshot carries: the group's application keys (without group prefix) and values.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The persisted current snapshot (meta + body), kept so `get_current_snapshot` survives restarts.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    body: Vec<u8>,
+}
+
+pub struct RocksStateMachine {
+    storage: Arc<RocksStorage>,
+    group: GroupId,
+    logic: Arc<dyn StateMachineLogic>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl RocksStateMachine {
+    pub(super) fn open(storage: Arc<RocksStorage>, group: GroupId, logic: Arc<dyn StateMachineLogic>) -> Result<Self> {
+        let cf = storage.cf(keys::CF_RAFT_STATE);
+        let db = storage.db();
+        let last_applied = match db.get_cf(cf, keys::state_key(group, keys::STATE_SM_APPLIED))? {
+            Some(b) => decode(&b)?,
+            None => None,
+        };
+        let membership = match db.get_cf(cf, keys::state_key(group, keys::STATE_SM_MEMBERSHIP))? {
+            Some(b) => decode(&b)?,
+            None => StoredMembership::default(),
+        };
+        Ok(RocksStateMachine { storage, group, logic, last_applied, membership })
+    }
+
+    fn put_bookkeeping(&self, batch: &mut WriteBatch) -> Result<()> {
+        let cf = self.storage.cf(keys::CF_RAFT_STATE);
+        batch.put_cf(cf, keys::state_key(self.group, keys::STATE_SM_APPLIED), encode(&self.last_applied)?);
+        batch.put_cf(cf, keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP), encode(&self.membership)?);
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for RocksStateMachine {
+    type SnapshotBuilder = RocksSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Payload>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let storage = self.storage.clone();
+        let mut state = GroupBatch::new(&storage, self.group);
+        let mut replies = Vec::new();
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            match entry.payload {
+                EntryPayload::Blank => replies.push(Payload::default()),
+                EntryPayload::Normal(p) => replies.push(Payload(self.logic.apply(&mut state, &p.0))),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                    replies.push(Payload::default());
+                }
+            }
+            self.last_applied = Some(log_id);
+        }
+        let mut batch = WriteBatch::default();
+        state.write_into(&mut batch);
+        self.put_bookkeeping(&mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        storage.db().write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        RocksSnapshotBuilder { storage: self.storage.clone(), group: self.group }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        let body_bytes = snapshot.into_inner();
+        let body: SnapshotBody = decode(&body_bytes).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+        let cf = self.storage.cf(keys::state_cf(self.group));
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, &keys::group_prefix(self.group)[..], &keys::group_end(self.group)[..]);
+        for (k, v) in &body.entries {
+            batch.put_cf(cf, keys::data_key(self.group, k), v);
+        }
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.put_bookkeeping(&mut batch).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        let stored = StoredSnapshot { meta: meta.clone(), body: body_bytes };
+        let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
+        let stored = encode(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        batch.put_cf(state_cf, keys::state_key(self.group, keys::STATE_SNAPSHOT), stored);
+        self.storage.db().write(batch).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let cf = self.storage.cf(keys::CF_RAFT_STATE);
+        let raw = self
+            .storage
+            .db()
+            .get_cf(cf, keys::state_key(self.group, keys::STATE_SNAPSHOT))
+            .map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
+        let Some(raw) = raw else { return Ok(None) };
+        let stored: StoredSnapshot = decode(&raw).map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.body)) }))
+    }
+}
+
+pub struct RocksSnapshotBuilder {
+    storage: Arc<RocksStorage>,
+    group: GroupId,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let err = |e: crate::error::Error| snap_err(None, ErrorVerb::Read, e);
+        let db = self.storage.db();
+        let view = db.snapshot();
+        let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
+        let last_applied: Option<LogId> = match view
+            .get_cf(state_cf, keys::state_key(self.group, keys::STATE_SM_APPLIED))
+            .map_err(|e| err(e.into()))?
+        {
+            Some(b) => decode(&b).map_err(err)?,
+            None => None,
+        };
+        let membership: StoredMembership = match view
+            .get_cf(state_cf, keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP))
+            .map_err(|e| err(e.into()))?
+        {
+            Some(b) => decode(&b).map_err(err)?,
+            None => StoredMembership::default(),
+        };
+        let cf = self.storage.cf(keys::state_cf(self.group));
+        let prefix = keys::group_prefix(self.group);
+        let mut entries = Vec::new();
+        for item in view.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(|e| err(e.into()))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            entries.push((keys::strip_group(&k).to_vec(), v.to_vec()));
+        }
+        drop(view);
+        let body = encode(&SnapshotBody { entries }).map_err(err)?;
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, body.len()),
+            None => format!("none-{}", body.len()),
+        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        let stored = encode(&StoredSnapshot { meta: meta.clone(), body: body.clone() }).map_err(err)?;
+        db.put_cf(state_cf, keys::state_key(self.group, keys::STATE_SNAPSHOT), stored)
+            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
+    }
+}

@@ -1,0 +1,257 @@
+//! The one owner of a shard's key layout.
+//!
+//! Keys here are shard-local: the raft layer prepends the group id (fixed-width big-endian) itself.
+//! Every key starts with a one-byte table tag; strings are length-prefixed (`u16` big-endian length,
+//! then the UTF-8 bytes) so that a prefix of segments never matches a longer id by accident, and
+//! integers are fixed-width big-endian so byte order equals numeric order.
+//!
+//! ```text
+//! 0x01 RECIPIENT       | coll | id                    -> StoredRecipient (JSON)
+//! 0x02 CHANNEL_DATA    | coll | id | channel_id       -> StoredChannelData (JSON)
+//! 0x03 PREFERENCE_SET  | coll | id | set_id           -> preference set (JSON object, no `id`)
+//! 0x04 COLLECTION_INDEX| coll | inserted_ms u64 | id  -> empty   (insertion-order listing)
+//! 0x05 COLLECTION_COUNT| coll                         -> u64 BE  (exact recipients per collection)
+//! ```
+//!
+//! Users live in collection [`crate::USERS_COLLECTION`] (`$users`), tenants in `$tenants`.
+//! Invariant: a segment is at most [`MAX_SEGMENT_BYTES`]; callers validate before encoding
+//! ([`crate::RecipientRef::validate`]), and encoding a longer string is a bug (it is truncated-safe:
+//! `encode` refuses by returning `None`).
+
+/// Recipient record: users, objects and tenants.
+pub const TAG_RECIPIENT: u8 = 0x01;
+/// Channel data of a recipient, one row per channel.
+pub const TAG_CHANNEL_DATA: u8 = 0x02;
+/// Preference sets of a recipient, one row per set id (`default` or a tenant id).
+pub const TAG_PREFERENCE_SET: u8 = 0x03;
+/// Secondary index: a collection's recipients in insertion order.
+pub const TAG_COLLECTION_INDEX: u8 = 0x04;
+/// Exact count of recipients per collection on this shard.
+pub const TAG_COLLECTION_COUNT: u8 = 0x05;
+
+/// Largest string segment a key may carry (ids are validated to far less: 255 chars).
+pub const MAX_SEGMENT_BYTES: usize = u16::MAX as usize;
+
+fn push_segment(out: &mut Vec<u8>, s: &str) -> Option<()> {
+    let len = u16::try_from(s.len()).ok()?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Some(())
+}
+
+fn take_segment<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+    let rest = &buf[2..];
+    if rest.len() < len {
+        return None;
+    }
+    let s = std::str::from_utf8(&rest[..len]).ok()?;
+    *buf = &rest[len..];
+    Some(s)
+}
+
+fn take_u64(buf: &mut &[u8]) -> Option<u64> {
+    if buf.len() < 8 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[..8]);
+    *buf = &buf[8..];
+    Some(u64::from_be_bytes(b))
+}
+
+fn tagged(tag: u8, segments: &[&str]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(1 + segments.iter().map(|s| s.len() + 2).sum::<usize>());
+    out.push(tag);
+    for s in segments {
+        push_segment(&mut out, s)?;
+    }
+    Some(out)
+}
+
+/// The smallest key greater than every key starting with `prefix` (for `[prefix, end)` scans).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (never produced by this layout): no upper bound short of "everything".
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+// ---- recipients ----
+
+pub fn recipient(collection: &str, id: &str) -> Option<Vec<u8>> {
+    tagged(TAG_RECIPIENT, &[collection, id])
+}
+
+pub fn decode_recipient(key: &[u8]) -> Option<(String, String)> {
+    let (&tag, mut rest) = key.split_first()?;
+    if tag != TAG_RECIPIENT {
+        return None;
+    }
+    let c = take_segment(&mut rest)?;
+    let i = take_segment(&mut rest)?;
+    rest.is_empty().then(|| (c.to_owned(), i.to_owned()))
+}
+
+// ---- channel data ----
+
+pub fn channel_data(collection: &str, id: &str, channel_id: &str) -> Option<Vec<u8>> {
+    tagged(TAG_CHANNEL_DATA, &[collection, id, channel_id])
+}
+
+/// Prefix of every channel-data row of one recipient.
+pub fn channel_data_prefix(collection: &str, id: &str) -> Option<Vec<u8>> {
+    tagged(TAG_CHANNEL_DATA, &[collection, id])
+}
+
+pub fn decode_channel_data(key: &[u8]) -> Option<(String, String, String)> {
+    decode_three(TAG_CHANNEL_DATA, key)
+}
+
+// ---- preference sets ----
+
+pub fn preference_set(collection: &str, id: &str, set_id: &str) -> Option<Vec<u8>> {
+    tagged(TAG_PREFERENCE_SET, &[collection, id, set_id])
+}
+
+/// Prefix of every preference set of one recipient.
+pub fn preference_set_prefix(collection: &str, id: &str) -> Option<Vec<u8>> {
+    tagged(TAG_PREFERENCE_SET, &[collection, id])
+}
+
+pub fn decode_preference_set(key: &[u8]) -> Option<(String, String, String)> {
+    decode_three(TAG_PREFERENCE_SET, key)
+}
+
+fn decode_three(expect: u8, key: &[u8]) -> Option<(String, String, String)> {
+    let (&tag, mut rest) = key.split_first()?;
+    if tag != expect {
+        return None;
+    }
+    let a = take_segment(&mut rest)?;
+    let b = take_segment(&mut rest)?;
+    let c = take_segment(&mut rest)?;
+    rest.is_empty()
+        .then(|| (a.to_owned(), b.to_owned(), c.to_owned()))
+}
+
+// ---- collection index ----
+
+pub fn collection_index(collection: &str, inserted_ms: u64, id: &str) -> Option<Vec<u8>> {
+    let mut out = tagged(TAG_COLLECTION_INDEX, &[collection])?;
+    out.extend_from_slice(&inserted_ms.to_be_bytes());
+    push_segment(&mut out, id)?;
+    Some(out)
+}
+
+/// Prefix of a collection's index rows.
+pub fn collection_index_prefix(collection: &str) -> Option<Vec<u8>> {
+    tagged(TAG_COLLECTION_INDEX, &[collection])
+}
+
+/// `(collection, inserted_ms, id)`.
+pub fn decode_collection_index(key: &[u8]) -> Option<(String, u64, String)> {
+    let (&tag, mut rest) = key.split_first()?;
+    if tag != TAG_COLLECTION_INDEX {
+        return None;
+    }
+    let c = take_segment(&mut rest)?;
+    let ms = take_u64(&mut rest)?;
+    let id = take_segment(&mut rest)?;
+    rest.is_empty().then(|| (c.to_owned(), ms, id.to_owned()))
+}
+
+// ---- counters ----
+
+pub fn collection_count(collection: &str) -> Option<Vec<u8>> {
+    tagged(TAG_COLLECTION_COUNT, &[collection])
+}
+
+pub fn encode_count(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+pub fn decode_count(value: &[u8]) -> Option<u64> {
+    let mut v = value;
+    let n = take_u64(&mut v)?;
+    v.is_empty().then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_round_trip() {
+        let k = recipient("$users", "u-1").unwrap();
+        assert_eq!(k[0], TAG_RECIPIENT);
+        assert_eq!(decode_recipient(&k), Some(("$users".into(), "u-1".into())));
+        assert_eq!(decode_recipient(&k[..k.len() - 1]), None);
+    }
+
+    #[test]
+    fn channel_data_and_preferences_round_trip() {
+        let k = channel_data("projects", "p/1", "chan").unwrap();
+        assert_eq!(
+            decode_channel_data(&k),
+            Some(("projects".into(), "p/1".into(), "chan".into()))
+        );
+        assert!(k.starts_with(&channel_data_prefix("projects", "p/1").unwrap()));
+        let p = preference_set("$users", "u", "default").unwrap();
+        assert_eq!(
+            decode_preference_set(&p),
+            Some(("$users".into(), "u".into(), "default".into()))
+        );
+        assert_eq!(decode_channel_data(&p), None, "tags are checked");
+    }
+
+    #[test]
+    fn length_prefix_keeps_ids_apart() {
+        // "ab" must not be inside the prefix range of "a".
+        let prefix = channel_data_prefix("$users", "a").unwrap();
+        let other = channel_data("$users", "ab", "c").unwrap();
+        assert!(!other.starts_with(&prefix));
+    }
+
+    #[test]
+    fn index_orders_by_time_then_id() {
+        let a = collection_index("c", 5, "z").unwrap();
+        let b = collection_index("c", 6, "a").unwrap();
+        let c = collection_index("c", 6, "b").unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(
+            decode_collection_index(&b),
+            Some(("c".into(), 6, "a".into()))
+        );
+        let prefix = collection_index_prefix("c").unwrap();
+        let end = prefix_end(&prefix);
+        assert!(a.starts_with(&prefix) && c < end);
+    }
+
+    #[test]
+    fn count_round_trip_and_prefix_end() {
+        assert_eq!(decode_count(&encode_count(42)), Some(42));
+        assert_eq!(decode_count(&[1, 2]), None);
+        assert_eq!(prefix_end(&[1, 2, 0xff]), vec![1, 3]);
+        assert!(collection_count("x")
+            .unwrap()
+            .starts_with(&[TAG_COLLECTION_COUNT]));
+        assert_eq!(recipient("c", &"x".repeat(70_000)), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_index_key_round_trips(c in "\\PC{0,40}", ms: u64, id in "\\PC{0,40}") {
+            let k = collection_index(&c, ms, &id).unwrap();
+            proptest::prop_assert_eq!(decode_collection_index(&k), Some((c, ms, id)));
+        }
+    }
+}
