@@ -11,7 +11,11 @@ use herald_node::ops::ClusterStatus;
 use herald_node::server::Node;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Self-hosted notification infrastructure that speaks Knock's API")]
+#[command(
+    name = "herald",
+    version,
+    about = "Self-hosted notification infrastructure that speaks Knock's API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +26,7 @@ enum Command {
     /// One node with embedded defaults: data in ./herald-data, HTTP on 127.0.0.1:7000.
     Dev(DevArgs),
     /// Start a cluster node: the first one (no --join) bootstraps, the others join through any member.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Operator commands against a running cluster.
     Cluster {
         #[command(subcommand)]
@@ -91,14 +95,26 @@ enum ClusterCommand {
 impl StartArgs {
     fn into_config(self) -> Result<Config> {
         let mut c = match std::fs::read_to_string(&self.config) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("parse {}", self.config.display()))?,
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("parse {}", self.config.display()))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
             Err(e) => return Err(e).with_context(|| format!("read {}", self.config.display())),
         };
         macro_rules! layer {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
-        layer!(id, data_dir, http, peer, shards, replication, sync_wal, heartbeat_ms, log_format);
+        layer!(
+            id,
+            data_dir,
+            http,
+            peer,
+            shards,
+            replication,
+            sync_wal,
+            heartbeat_ms,
+            log_format
+        );
         macro_rules! layer_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
@@ -110,7 +126,9 @@ impl StartArgs {
 fn install_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -132,14 +150,22 @@ async fn run_node(config: Config) -> Result<()> {
     abort_on_panic();
     let _ = herald_node::metrics::prometheus();
     let mut shown = config.clone();
-    for secret in [&mut shown.secret_key, &mut shown.public_key, &mut shown.service_token] {
+    for secret in [
+        &mut shown.secret_key,
+        &mut shown.public_key,
+        &mut shown.service_token,
+    ] {
         if secret.is_some() {
             *secret = Some("<set>".into());
         }
     }
     tracing::info!(config = ?shown, "effective configuration");
     let node = Node::start(config).await.context("start node")?;
-    println!("herald: node {} serving http://{}", node.cluster.node_id(), node.http_addr);
+    println!(
+        "herald: node {} serving http://{}",
+        node.cluster.node_id(),
+        node.http_addr
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -150,10 +176,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -163,9 +190,18 @@ async fn shutdown_signal() {
 async fn cluster_status(addr: &str, token: &str) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/v1/cluster", addr.trim_end_matches('/'));
-    let resp = reqwest::Client::new().get(&url).bearer_auth(token).send().await.context("request")?;
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("request")?;
     if !resp.status().is_success() {
-        anyhow::bail!("{url}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "{url}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
     }
     let status: ClusterStatus = resp.json().await.context("decode cluster status")?;
     println!("{:<6} {:<26} {:<22} STATUS", "NODE", "HTTP", "PEER");
@@ -176,8 +212,17 @@ async fn cluster_status(addr: &str, token: &str) -> Result<()> {
     println!("{:<6} {:<7} {:<16} LEARNERS", "SHARD", "LEADER", "VOTERS");
     let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     for s in &status.shards {
-        let leader = s.leader.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
-        println!("{:<6} {:<7} {:<16} {}", s.id, leader, ids(&s.voters), ids(&s.learners));
+        let leader = s
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<6} {:<7} {:<16} {}",
+            s.id,
+            leader,
+            ids(&s.voters),
+            ids(&s.learners)
+        );
     }
     Ok(())
 }
@@ -199,6 +244,8 @@ async fn main() -> Result<()> {
             run_node(config).await
         }
         Command::Start(a) => run_node(a.into_config()?).await,
-        Command::Cluster { command: ClusterCommand::Status { addr, token } } => cluster_status(&addr, &token).await,
+        Command::Cluster {
+            command: ClusterCommand::Status { addr, token },
+        } => cluster_status(&addr, &token).await,
     }
 }

@@ -34,24 +34,39 @@ async fn readyz(State(cluster): State<Cluster>) -> Response {
     if cluster.is_ready() {
         (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false})),
+        )
+            .into_response()
     }
 }
 
 async fn metrics_text() -> Response {
     match crate::metrics::prometheus() {
         Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed",
+        )
+            .into_response(),
     }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 /// Accept the service token, and with `allow_secret` the secret key too.
 fn authorize(cluster: &Cluster, headers: &HeaderMap, allow_secret: bool) -> Result<(), ApiError> {
-    let keys = cluster.view().api_keys().ok_or_else(|| ApiError(Error::NotReady("meta not caught up".into())))?;
+    let keys = cluster
+        .view()
+        .api_keys()
+        .ok_or_else(|| ApiError(Error::NotReady("meta not caught up".into())))?;
     match bearer(headers) {
         None => Err(ApiError(Error::Unauthorized {
             code: "api_key_missing",
@@ -88,7 +103,10 @@ pub struct ClusterStatus {
     pub shards: Vec<ShardStatus>,
 }
 
-async fn cluster_status(State(cluster): State<Cluster>, headers: HeaderMap) -> Result<Json<ClusterStatus>, ApiError> {
+async fn cluster_status(
+    State(cluster): State<Cluster>,
+    headers: HeaderMap,
+) -> Result<Json<ClusterStatus>, ApiError> {
     authorize(&cluster, &headers, true)?;
     let meta = cluster.meta_status();
     let nodes = cluster
@@ -103,14 +121,24 @@ async fn cluster_status(State(cluster): State<Cluster>, headers: HeaderMap) -> R
             } else {
                 "joining"
             };
-            NodeStatus { id: m.id, http: m.http, peer: m.peer, status: status.into() }
+            NodeStatus {
+                id: m.id,
+                http: m.http,
+                peer: m.peer,
+                status: status.into(),
+            }
         })
         .collect();
     let shards = cluster
         .shard_statuses()
         .await
         .into_iter()
-        .map(|(id, s)| ShardStatus { id, leader: s.leader, voters: s.voters, learners: s.learners })
+        .map(|(id, s)| ShardStatus {
+            id,
+            leader: s.leader,
+            voters: s.voters,
+            learners: s.learners,
+        })
         .collect();
     Ok(Json(ClusterStatus { nodes, shards }))
 }
@@ -121,8 +149,8 @@ async fn join(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&cluster, &headers, false)?;
-    let request: JoinRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError(Error::InvalidParams(format!("join body: {e}"))))?;
+    let request: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(Error::InvalidParams(format!("join body: {e}"))))?;
     let reply = cluster.admit(request).await?;
     Ok(Json(reply).into_response())
 }

@@ -26,20 +26,29 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .map_err(|e| Error::Internal(format!("bind http {}: {e}", config.http)))?;
-        let http_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let cluster = Cluster::start(config).await?;
         let backend: Arc<dyn Backend> = Arc::new(cluster.clone());
         let app = crate::ops::router(cluster.clone()).merge(crate::http::router(backend));
         let stop_http = CancellationToken::new();
         let stop = stop_http.clone();
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "http server failed");
             }
         });
         tracing::info!(node = cluster.node_id(), %http_addr, "node started");
-        Ok(Node { cluster, http_addr, stop_http, http_task })
+        Ok(Node {
+            cluster,
+            http_addr,
+            stop_http,
+            http_task,
+        })
     }
 
     /// Ordered teardown: stop accepting HTTP, drain it, then stop Raft groups and the transport.

@@ -12,7 +12,11 @@ use serde_json::json;
 const SHARDS: u32 = 16;
 
 fn leader_of(cluster: &serde_json::Value, shard: u32) -> Option<u64> {
-    cluster["shards"].as_array()?.iter().find(|s| s["id"] == shard)?["leader"].as_u64()
+    cluster["shards"]
+        .as_array()?
+        .iter()
+        .find(|s| s["id"] == shard)?["leader"]
+        .as_u64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +29,18 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
 
     tracing_phase("identify through node 1, read through node 3");
     let r = client
-        .call("PUT", &format!("{}/v1/users/alice", urls[0]), Some(json!({"name": "Alice", "plan": "pro"})))
+        .call(
+            "PUT",
+            &format!("{}/v1/users/alice", urls[0]),
+            Some(json!({"name": "Alice", "plan": "pro"})),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = client.call("GET", &format!("{}/v1/users/alice", urls[2]), None).await.unwrap();
+    let r = client
+        .call("GET", &format!("{}/v1/users/alice", urls[2]), None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["name"], "Alice");
     assert_eq!(r.body["plan"], "pro");
@@ -41,8 +52,11 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
     let victim = nodes.iter().position(|n| n.id == leader).unwrap();
     nodes[victim].kill9();
     let killed_at = Instant::now();
-    let survivors: Vec<String> =
-        nodes.iter().filter(|n| n.is_running()).map(|n| n.url()).collect();
+    let survivors: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.url())
+        .collect();
 
     // Writes and reads through the survivors succeed within 10 s.
     let mut i = 0;
@@ -50,24 +64,43 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
         let url = &survivors[i % survivors.len()];
         i += 1;
         let w = client
-            .call("PUT", &format!("{url}/v1/users/alice"), Some(json!({"plan": "enterprise"})))
+            .call(
+                "PUT",
+                &format!("{url}/v1/users/alice"),
+                Some(json!({"plan": "enterprise"})),
+            )
             .await;
         if matches!(&w, Ok(r) if r.status == 200) {
             break;
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(10), "no write succeeded within 10 s: {:?}", w.map(|r| r.body));
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no write succeeded within 10 s: {:?}",
+            w.map(|r| r.body)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for url in &survivors {
-        let r = client.call("GET", &format!("{url}/v1/users/alice"), None).await.unwrap();
+        let r = client
+            .call("GET", &format!("{url}/v1/users/alice"), None)
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body["plan"], "enterprise");
     }
-    assert!(killed_at.elapsed() < Duration::from_secs(10), "took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        killed_at.elapsed()
+    );
 
     tracing_phase("write while the node is down, restart it, read through it");
     let r = client
-        .call("PUT", &format!("{}/v1/users/bob-while-down", survivors[0]), Some(json!({"name": "Bob"})))
+        .call(
+            "PUT",
+            &format!("{}/v1/users/bob-while-down", survivors[0]),
+            Some(json!({"name": "Bob"})),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -77,16 +110,27 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
         client.ready(&restarted).await.then_some(())
     })
     .await;
-    let r = eventually(Duration::from_secs(30), "read through the restarted node", || async {
-        let r = client.call("GET", &format!("{restarted}/v1/users/bob-while-down"), None).await.ok()?;
-        (r.status == 200).then_some(r)
-    })
+    let r = eventually(
+        Duration::from_secs(30),
+        "read through the restarted node",
+        || async {
+            let r = client
+                .call("GET", &format!("{restarted}/v1/users/bob-while-down"), None)
+                .await
+                .ok()?;
+            (r.status == 200).then_some(r)
+        },
+    )
     .await;
     assert_eq!(r.body["name"], "Bob");
-    eventually(Duration::from_secs(60), "all shards back to 3 voters with leaders", || async {
-        let c = client.cluster(&restarted).await?;
-        all_shards_have_voters(&c, 3).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "all shards back to 3 voters with leaders",
+        || async {
+            let c = client.cluster(&restarted).await?;
+            all_shards_have_voters(&c, 3).then_some(())
+        },
+    )
     .await;
 }
 
@@ -103,7 +147,11 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
     for s in status["shards"].as_array().unwrap() {
         *counts.entry(s["leader"].as_u64().unwrap()).or_default() += 1;
     }
-    let busiest = counts.iter().max_by_key(|(_, c)| **c).map(|(id, _)| *id).unwrap();
+    let busiest = counts
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(id, _)| *id)
+        .unwrap();
     let victim = nodes.iter().position(|n| n.id == busiest).unwrap();
 
     let mut acked = BTreeSet::new();
@@ -112,11 +160,22 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
         if i == 300 {
             nodes[victim].kill9();
         }
-        let live: Vec<&String> =
-            urls.iter().enumerate().filter(|(k, _)| nodes[*k].is_running()).map(|(_, u)| u).collect();
+        let live: Vec<&String> = urls
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| nodes[*k].is_running())
+            .map(|(_, u)| u)
+            .collect();
         let url = live[i as usize % live.len()];
         let user = format!("user-{i}");
-        match client.call("PUT", &format!("{url}/v1/users/{user}"), Some(json!({"seq": i}))).await {
+        match client
+            .call(
+                "PUT",
+                &format!("{url}/v1/users/{user}"),
+                Some(json!({"seq": i})),
+            )
+            .await
+        {
             Ok(r) if r.status == 200 => {
                 acked.insert(user);
             }
@@ -124,15 +183,30 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
         }
     }
     eprintln!("acknowledged {} writes, {failed} failed", acked.len());
-    assert!(acked.len() >= 900, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() >= 900,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
 
     tracing_phase("every acknowledged write is readable through the survivors");
-    let live: Vec<&String> =
-        urls.iter().enumerate().filter(|(k, _)| nodes[*k].is_running()).map(|(_, u)| u).collect();
+    let live: Vec<&String> = urls
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| nodes[*k].is_running())
+        .map(|(_, u)| u)
+        .collect();
     for (k, user) in acked.iter().enumerate() {
         let url = live[k % live.len()];
-        let r = client.call("GET", &format!("{url}/v1/users/{user}"), None).await.unwrap();
-        assert_eq!(r.status, 200, "acknowledged {user} is missing: {:?}", r.body);
+        let r = client
+            .call("GET", &format!("{url}/v1/users/{user}"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status, 200,
+            "acknowledged {user} is missing: {:?}",
+            r.body
+        );
     }
 }
 

@@ -24,6 +24,9 @@ pub enum Error {
 impl Error {
     /// Whether the same call may succeed later (after an election, a reconnect, a placement change).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Transport(_) | Error::GroupNotFound(_) | Error::Raft(_))
+        matches!(
+            self,
+            Error::Transport(_) | Error::GroupNotFound(_) | Error::Raft(_)
+        )
     }
 }

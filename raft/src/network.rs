@@ -33,7 +33,9 @@ pub(crate) enum RaftRpc {
 pub(crate) enum RaftRpcReply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
 }
 
 /// Everything that travels between nodes.
@@ -45,7 +47,7 @@ pub(crate) enum WireRequest {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum WireReply {
-    Raft(RaftRpcReply),
+    Raft(Box<RaftRpcReply>),
     App(Vec<u8>),
     GroupNotFound,
     Error(String),
@@ -81,7 +83,12 @@ type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl GroupNetwork {
-    async fn send(&self, rpc: RaftRpc, timeout: Duration, name: &'static str) -> Result<RaftRpcReply, Unreachable> {
+    async fn send(
+        &self,
+        rpc: RaftRpc,
+        timeout: Duration,
+        name: &'static str,
+    ) -> Result<RaftRpcReply, Unreachable> {
         metrics::counter!(crate::metrics::RPCS_SENT, "rpc" => name).increment(1);
         let result = self.send_inner(rpc, timeout).await;
         if result.is_err() {
@@ -91,17 +98,20 @@ impl GroupNetwork {
     }
 
     async fn send_inner(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Error> {
-        let addr = self
-            .addr
-            .ok_or_else(|| Error::Transport(format!("node {} has no valid peer address", self.target)))?;
-        let request = encode(&WireRequest::Raft { group: self.group, rpc })?;
+        let addr = self.addr.ok_or_else(|| {
+            Error::Transport(format!("node {} has no valid peer address", self.target))
+        })?;
+        let request = encode(&WireRequest::Raft {
+            group: self.group,
+            rpc,
+        })?;
         let reply = self
             .transport
             .call(addr, request.into(), timeout)
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
         match decode::<WireReply>(&reply)? {
-            WireReply::Raft(r) => Ok(r),
+            WireReply::Raft(r) => Ok(*r),
             WireReply::GroupNotFound => Err(Error::GroupNotFound(self.group)),
             WireReply::Error(e) => Err(Error::Transport(e)),
             WireReply::App(_) => Err(Error::Transport("unexpected app reply".into())),
@@ -109,7 +119,9 @@ impl GroupNetwork {
     }
 
     fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
-        RPCError::Network(NetworkError::new(&Error::Transport("mismatched rpc reply".into())))
+        RPCError::Network(NetworkError::new(&Error::Transport(
+            "mismatched rpc reply".into(),
+        )))
     }
 
     fn remote<E: std::error::Error>(
@@ -127,7 +139,11 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let reply = self
-            .send(RaftRpc::AppendEntries(rpc), option.hard_ttl(), "append_entries")
+            .send(
+                RaftRpc::AppendEntries(rpc),
+                option.hard_ttl(),
+                "append_entries",
+            )
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
@@ -142,7 +158,11 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         let reply = self
-            .send(RaftRpc::InstallSnapshot(rpc), option.hard_ttl(), "install_snapshot")
+            .send(
+                RaftRpc::InstallSnapshot(rpc),
+                option.hard_ttl(),
+                "install_snapshot",
+            )
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
@@ -151,7 +171,11 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         let reply = self
             .send(RaftRpc::Vote(rpc), option.hard_ttl(), "vote")
             .await

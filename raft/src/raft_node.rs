@@ -48,7 +48,12 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        RaftTiming { heartbeat_ms: 250, election_min_ms: 1000, election_max_ms: 2000, snapshot_every: 20_000 }
+        RaftTiming {
+            heartbeat_ms: 250,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
+            snapshot_every: 20_000,
+        }
     }
 }
 
@@ -100,12 +105,18 @@ async fn dispatch(inner: &Inner, request: &[u8]) -> WireReply {
                 Ok(groups) => groups.get(&group).map(|g| g.raft.clone()),
                 Err(_) => None,
             };
-            let Some(raft) = raft else { return WireReply::GroupNotFound };
-            WireReply::Raft(match rpc {
-                RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
+            let Some(raft) = raft else {
+                return WireReply::GroupNotFound;
+            };
+            WireReply::Raft(Box::new(match rpc {
+                RaftRpc::AppendEntries(r) => {
+                    RaftRpcReply::AppendEntries(raft.append_entries(r).await)
+                }
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                RaftRpc::InstallSnapshot(r) => RaftRpcReply::InstallSnapshot(raft.install_snapshot(r).await),
-            })
+                RaftRpc::InstallSnapshot(r) => {
+                    RaftRpcReply::InstallSnapshot(raft.install_snapshot(r).await)
+                }
+            }))
         }
     }
 }
@@ -164,7 +175,10 @@ impl RaftNode {
 
     fn transport(&self) -> &QuicTransport {
         // Set in `start` before the node is returned.
-        self.inner.transport.get().expect("transport bound in start")
+        self.inner
+            .transport
+            .get()
+            .expect("transport bound in start")
     }
 
     /// Route application requests arriving over QUIC to `handler` (set once).
@@ -173,7 +187,12 @@ impl RaftNode {
     }
 
     /// Send an application request to `peer` and wait for its reply.
-    pub async fn call_app(&self, peer: SocketAddr, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+    pub async fn call_app(
+        &self,
+        peer: SocketAddr,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
         let request = encode(&WireRequest::App(request))?;
         let reply = self
             .transport()
@@ -183,12 +202,18 @@ impl RaftNode {
         match decode::<WireReply>(&reply)? {
             WireReply::App(bytes) => Ok(bytes),
             WireReply::Error(e) => Err(Error::Transport(e)),
-            _ => Err(Error::Transport("unexpected reply to an application request".into())),
+            _ => Err(Error::Transport(
+                "unexpected reply to an application request".into(),
+            )),
         }
     }
 
     /// Open (or return the already open) `group`, recovering its persisted state.
-    pub async fn open_group(&self, group: GroupId, logic: Arc<dyn StateMachineLogic>) -> Result<GroupHandle> {
+    pub async fn open_group(
+        &self,
+        group: GroupId,
+        logic: Arc<dyn StateMachineLogic>,
+    ) -> Result<GroupHandle> {
         let _creating = self.inner.open_lock.lock().await;
         if let Some(handle) = self.group(group) {
             return Ok(handle);
@@ -196,12 +221,28 @@ impl RaftNode {
         let storage = &self.inner.storage;
         let log_store = storage.log_store(group);
         let state_machine = storage.state_machine(group, logic)?;
-        let network = GroupNetworkFactory { group, transport: self.transport().clone() };
-        let raft = Raft::new(self.inner.node_id, self.inner.config.clone(), network, log_store, state_machine)
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
-        let handle = GroupHandle { raft, reader: storage.reader(group) };
-        self.inner.groups.write().map_err(|_| Error::ShuttingDown)?.insert(group, handle.clone());
+        let network = GroupNetworkFactory {
+            group,
+            transport: self.transport().clone(),
+        };
+        let raft = Raft::new(
+            self.inner.node_id,
+            self.inner.config.clone(),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        let handle = GroupHandle {
+            raft,
+            reader: storage.reader(group),
+        };
+        self.inner
+            .groups
+            .write()
+            .map_err(|_| Error::ShuttingDown)?
+            .insert(group, handle.clone());
         Ok(handle)
     }
 
@@ -218,9 +259,18 @@ impl RaftNode {
 
     /// Stop hosting `group`; with `destroy`, delete its log and state from disk too.
     pub async fn close_group(&self, group: GroupId, destroy: bool) -> Result<()> {
-        let handle = self.inner.groups.write().map_err(|_| Error::ShuttingDown)?.remove(&group);
+        let handle = self
+            .inner
+            .groups
+            .write()
+            .map_err(|_| Error::ShuttingDown)?
+            .remove(&group);
         if let Some(handle) = handle {
-            handle.raft.shutdown().await.map_err(|e| Error::Raft(e.to_string()))?;
+            handle
+                .raft
+                .shutdown()
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
         }
         if destroy {
             self.inner.storage.destroy_group(group)?;

@@ -20,15 +20,20 @@ impl StateMachineLogic for Echo {
 struct Builder;
 
 impl StoreBuilder<TypeConfig, RocksLogStore, RocksStateMachine, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, RocksLogStore, RocksStateMachine), StorageError> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, RocksLogStore, RocksStateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = RocksStorage::open(dir.path(), StorageConfig::default()).expect("open rocksdb");
+        let storage =
+            RocksStorage::open(dir.path(), StorageConfig::default()).expect("open rocksdb");
         // A non-zero group, so the group prefix is exercised (and a neighbour group must not leak in).
         let group = GroupId::shard(4);
         let neighbour = storage.log_store(GroupId::shard(5));
         drop(neighbour);
         let log = storage.log_store(group);
-        let sm = storage.state_machine(group, Arc::new(Echo)).expect("state machine");
+        let sm = storage
+            .state_machine(group, Arc::new(Echo))
+            .expect("state machine");
         Ok((dir, log, sm))
     }
 }

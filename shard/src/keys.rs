@@ -15,8 +15,8 @@
 //!
 //! Users live in collection [`crate::USERS_COLLECTION`] (`$users`), tenants in `$tenants`.
 //! Invariant: a segment is at most [`MAX_SEGMENT_BYTES`]; callers validate before encoding
-//! ([`crate::RecipientRef::validate`]), and encoding a longer string is a bug (it is truncated-safe:
-//! `encode` refuses by returning `None`).
+//! ([`crate::RecipientRef::validate`]); the encoders return `None` for a longer string rather than
+//! truncate it, so two ids can never share a key.
 
 /// Recipient record: users, objects and tenants.
 pub const TAG_RECIPIENT: u8 = 0x01;

@@ -37,7 +37,10 @@ pub enum ProposeError {
     Failed { retryable: bool, message: String },
 }
 
-type Job = (ShardCommand, oneshot::Sender<Result<ShardReply, ProposeError>>);
+type Job = (
+    ShardCommand,
+    oneshot::Sender<Result<ShardReply, ProposeError>>,
+);
 
 #[derive(Clone)]
 pub struct ShardExecutorHandle {
@@ -53,7 +56,10 @@ impl ShardExecutorHandle {
 
     pub async fn submit(&self, cmd: ShardCommand) -> Result<ShardReply, ProposeError> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let stopped = || ProposeError::Failed { retryable: true, message: "executor stopped".into() };
+        let stopped = || ProposeError::Failed {
+            retryable: true,
+            message: "executor stopped".into(),
+        };
         self.tx.send((cmd, reply_tx)).await.map_err(|_| stopped())?;
         reply_rx.await.map_err(|_| stopped())?
     }
@@ -80,9 +86,13 @@ async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label.clone()).record(jobs.len() as f64);
+        metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label.clone())
+            .record(jobs.len() as f64);
         let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let entry = ShardEntry { now_ms: now_ms(), cmds };
+        let entry = ShardEntry {
+            now_ms: now_ms(),
+            cmds,
+        };
         let outcome = propose(&raft, &entry).await;
         match outcome {
             Ok(replies) if replies.len() == waiters.len() => {
@@ -93,7 +103,11 @@ async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
             Ok(replies) => {
                 let err = ProposeError::Failed {
                     retryable: false,
-                    message: format!("apply returned {} replies for {} commands", replies.len(), waiters.len()),
+                    message: format!(
+                        "apply returned {} replies for {} commands",
+                        replies.len(),
+                        waiters.len()
+                    ),
                 };
                 for w in waiters {
                     let _ = w.send(Err(err.clone()));
@@ -109,10 +123,17 @@ async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
 }
 
 async fn propose(raft: &Raft, entry: &ShardEntry) -> Result<Vec<ShardReply>, ProposeError> {
-    let bytes = codec::encode(entry).map_err(|e| ProposeError::Failed { retryable: false, message: e.to_string() })?;
+    let bytes = codec::encode(entry).map_err(|e| ProposeError::Failed {
+        retryable: false,
+        message: e.to_string(),
+    })?;
     match raft.client_write(Payload(bytes)).await {
-        Ok(resp) => codec::decode::<Vec<ShardReply>>(&resp.data.0)
-            .map_err(|e| ProposeError::Failed { retryable: false, message: e.to_string() }),
+        Ok(resp) => {
+            codec::decode::<Vec<ShardReply>>(&resp.data.0).map_err(|e| ProposeError::Failed {
+                retryable: false,
+                message: e.to_string(),
+            })
+        }
         Err(e) => Err(classify_write_error(e)),
     }
 }
@@ -122,10 +143,16 @@ pub fn classify_write_error(
 ) -> ProposeError {
     use openraft::error::{ClientWriteError, RaftError};
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ProposeError::Failed { retryable: true, message: c.to_string() }
-        }
-        RaftError::Fatal(f) => ProposeError::Failed { retryable: true, message: f.to_string() },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ProposeError::Failed {
+            retryable: true,
+            message: c.to_string(),
+        },
+        RaftError::Fatal(f) => ProposeError::Failed {
+            retryable: true,
+            message: f.to_string(),
+        },
     }
 }

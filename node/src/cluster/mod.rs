@@ -70,8 +70,14 @@ impl AppHandler for NodeRpc {
         Box::pin(async move {
             let reply = match (cluster, codec::decode::<NodeRequest>(&request)) {
                 (Some(c), Ok(req)) => c.handle_local(req).await,
-                (None, _) => NodeReply::Failed { retryable: true, message: "shutting down".into() },
-                (_, Err(e)) => NodeReply::Failed { retryable: false, message: e.to_string() },
+                (None, _) => NodeReply::Failed {
+                    retryable: true,
+                    message: "shutting down".into(),
+                },
+                (_, Err(e)) => NodeReply::Failed {
+                    retryable: false,
+                    message: e.to_string(),
+                },
             };
             codec::encode(&reply).unwrap_or_default()
         })
@@ -171,7 +177,10 @@ impl Cluster {
                     self.set_hint(group, fresh);
                     last_error = format!("node {target} is not the leader of {group}");
                 }
-                NodeReply::Failed { retryable: true, message } => {
+                NodeReply::Failed {
+                    retryable: true,
+                    message,
+                } => {
                     self.set_hint(group, None);
                     last_error = message;
                 }
@@ -186,35 +195,52 @@ impl Cluster {
             }
         }
         metrics::counter!(crate::metrics::ROUTE_FAILURES).increment(1);
-        Err(Error::Unavailable { shard: group.as_shard().unwrap_or(u32::MAX), reason: last_error })
+        Err(Error::Unavailable {
+            shard: group.as_shard().unwrap_or(u32::MAX),
+            reason: last_error,
+        })
     }
 
     async fn send(&self, target: u64, request: &NodeRequest) -> NodeReply {
         let Some(addr) = self.peer_of(target) else {
-            return NodeReply::Failed { retryable: true, message: format!("unknown node {target}") };
+            return NodeReply::Failed {
+                retryable: true,
+                message: format!("unknown node {target}"),
+            };
         };
         let bytes = match codec::encode(request) {
             Ok(b) => b,
-            Err(e) => return NodeReply::Failed { retryable: false, message: e.to_string() },
+            Err(e) => {
+                return NodeReply::Failed {
+                    retryable: false,
+                    message: e.to_string(),
+                }
+            }
         };
         match self.inner.raft.call_app(addr, bytes, RPC_TIMEOUT).await {
-            Ok(reply) => codec::decode(&reply)
-                .unwrap_or_else(|e| NodeReply::Failed { retryable: false, message: e.to_string() }),
-            Err(e) => NodeReply::Failed { retryable: true, message: format!("node {target}: {e}") },
+            Ok(reply) => codec::decode(&reply).unwrap_or_else(|e| NodeReply::Failed {
+                retryable: false,
+                message: e.to_string(),
+            }),
+            Err(e) => NodeReply::Failed {
+                retryable: true,
+                message: format!("node {target}: {e}"),
+            },
         }
     }
 
-    fn is_local_leader(&self, g: &GroupHandle) -> std::result::Result<(), NodeReply> {
+    /// `Some(NotLeader)` unless this node currently leads `g`.
+    fn not_leader(&self, g: &GroupHandle) -> Option<NodeReply> {
         let leader = g.raft.metrics().borrow().current_leader;
-        if leader == Some(self.node_id()) {
-            Ok(())
-        } else {
-            Err(NodeReply::NotLeader { leader })
-        }
+        (leader != Some(self.node_id())).then_some(NodeReply::NotLeader { leader })
     }
 
     fn executor(&self, shard: ShardId, g: &GroupHandle) -> ShardExecutorHandle {
-        let mut map = self.inner.executors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .inner
+            .executors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match map.get(&shard) {
             Some(e) if !e.is_closed() => e.clone(),
             _ => {
@@ -232,50 +258,66 @@ impl Cluster {
                 let Some(g) = self.local_group(GroupId::shard(shard)) else {
                     return NodeReply::NotLeader { leader: None };
                 };
-                if let Err(not_leader) = self.is_local_leader(&g) {
+                if let Some(not_leader) = self.not_leader(&g) {
                     return not_leader;
                 }
                 match self.executor(shard, &g).submit(cmd).await {
                     Ok(reply) => NodeReply::Shard(reply),
                     Err(ProposeError::NotLeader { leader }) => NodeReply::NotLeader { leader },
-                    Err(ProposeError::Failed { retryable, message }) => NodeReply::Failed { retryable, message },
+                    Err(ProposeError::Failed { retryable, message }) => {
+                        NodeReply::Failed { retryable, message }
+                    }
                 }
             }
             NodeRequest::ShardRead { shard, query } => {
                 let Some(g) = self.local_group(GroupId::shard(shard)) else {
                     return NodeReply::NotLeader { leader: None };
                 };
-                if let Err(reply) = linearizable(&g).await {
+                if let Some(reply) = read_barrier(&g).await {
                     return reply;
                 }
                 NodeReply::Shard(herald_shard::query(&ReaderStore(&g.reader), &query))
             }
             NodeRequest::MetaWrite { cmd } => {
-                let entry = MetaEntry { now_ms: now_ms(), cmd };
+                let entry = MetaEntry {
+                    now_ms: now_ms(),
+                    cmd,
+                };
                 let bytes = match codec::encode(&entry) {
                     Ok(b) => b,
-                    Err(e) => return NodeReply::Failed { retryable: false, message: e.to_string() },
+                    Err(e) => {
+                        return NodeReply::Failed {
+                            retryable: false,
+                            message: e.to_string(),
+                        }
+                    }
                 };
                 match self.inner.meta.raft.client_write(Payload(bytes)).await {
                     Ok(resp) => match codec::decode::<MetaReply>(&resp.data.0) {
                         Ok(r) => NodeReply::Meta(r),
-                        Err(e) => NodeReply::Failed { retryable: false, message: e.to_string() },
+                        Err(e) => NodeReply::Failed {
+                            retryable: false,
+                            message: e.to_string(),
+                        },
                     },
                     Err(e) => match executor::classify_write_error(e) {
                         ProposeError::NotLeader { leader } => NodeReply::NotLeader { leader },
-                        ProposeError::Failed { retryable, message } => NodeReply::Failed { retryable, message },
+                        ProposeError::Failed { retryable, message } => {
+                            NodeReply::Failed { retryable, message }
+                        }
                     },
                 }
             }
             NodeRequest::MetaRead { table, key } => {
-                if let Err(reply) = linearizable(&self.inner.meta).await {
+                if let Some(reply) = read_barrier(&self.inner.meta).await {
                     return reply;
                 }
                 NodeReply::Record(self.inner.view.record(&table, &key).map(|v| v.to_string()))
             }
-            NodeRequest::GroupStatus { shard } => {
-                NodeReply::Status(self.local_group(GroupId::shard(shard)).map(|g| group_status(&g)))
-            }
+            NodeRequest::GroupStatus { shard } => NodeReply::Status(
+                self.local_group(GroupId::shard(shard))
+                    .map(|g| group_status(&g)),
+            ),
         }
     }
 
@@ -284,12 +326,18 @@ impl Cluster {
         if let Ok(mut executors) = self.inner.executors.lock() {
             executors.remove(&shard);
         }
-        self.inner.raft.close_group(GroupId::shard(shard), true).await
+        self.inner
+            .raft
+            .close_group(GroupId::shard(shard), true)
+            .await
     }
 
     /// Propose a meta command on the meta leader.
     pub async fn meta_write(&self, cmd: MetaCommand) -> Result<()> {
-        match self.call_leader(GroupId::META, NodeRequest::MetaWrite { cmd }).await? {
+        match self
+            .call_leader(GroupId::META, NodeRequest::MetaWrite { cmd })
+            .await?
+        {
             NodeReply::Meta(MetaReply::Ok) => Ok(()),
             NodeReply::Meta(MetaReply::Rejected(m)) => Err(Error::InvalidParams(m)),
             other => Err(unexpected(other)),
@@ -311,7 +359,9 @@ impl Cluster {
                 if best.leader.is_some() {
                     break;
                 }
-                if let NodeReply::Status(Some(s)) = self.send(node, &NodeRequest::GroupStatus { shard }).await {
+                if let NodeReply::Status(Some(s)) =
+                    self.send(node, &NodeRequest::GroupStatus { shard }).await
+                {
                     if s.leader.is_some() || best.voters.is_empty() {
                         best = s;
                     }
@@ -338,39 +388,64 @@ fn group_status(g: &GroupHandle) -> GroupStatus {
     }
 }
 
-async fn linearizable(g: &GroupHandle) -> std::result::Result<(), NodeReply> {
+/// openraft's linearizable read barrier; `Some(reply)` when this node cannot serve the read.
+async fn read_barrier(g: &GroupHandle) -> Option<NodeReply> {
     use openraft::error::{CheckIsLeaderError, RaftError};
     match g.raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
+        Ok(_) => None,
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            Err(NodeReply::NotLeader { leader: f.leader_id })
+            Some(NodeReply::NotLeader {
+                leader: f.leader_id,
+            })
         }
-        Err(e) => Err(NodeReply::Failed { retryable: true, message: e.to_string() }),
+        Err(e) => Some(NodeReply::Failed {
+            retryable: true,
+            message: e.to_string(),
+        }),
     }
 }
 
 fn unexpected(reply: NodeReply) -> Error {
     match reply {
-        NodeReply::Failed { retryable: false, message } => Error::Internal(message),
+        NodeReply::Failed {
+            retryable: false,
+            message,
+        } => Error::Internal(message),
         other => Error::Internal(format!("unexpected reply {other:?}")),
     }
 }
 
 impl Backend for Cluster {
     fn shard_for(&self, recipient_key: &str) -> ShardId {
-        let shards = self.inner.view.info().map(|i| i.shards).unwrap_or(self.inner.config.shards);
+        let shards = self
+            .inner
+            .view
+            .info()
+            .map(|i| i.shards)
+            .unwrap_or(self.inner.config.shards);
         herald_shard::shard_of_slot(herald_shard::slot_of(recipient_key), shards)
     }
 
     fn shards(&self) -> Vec<ShardId> {
-        let shards = self.inner.view.info().map(|i| i.shards).unwrap_or(self.inner.config.shards);
+        let shards = self
+            .inner
+            .view
+            .info()
+            .map(|i| i.shards)
+            .unwrap_or(self.inner.config.shards);
         (0..shards).collect()
     }
 
     fn write(&self, shard: ShardId, cmd: ShardCommand) -> BackendFuture<'_, Result<ShardReply>> {
         Box::pin(async move {
             metrics::counter!(crate::metrics::SHARD_WRITES).increment(1);
-            match self.call_leader(GroupId::shard(shard), NodeRequest::ShardWrite { shard, cmd }).await? {
+            match self
+                .call_leader(
+                    GroupId::shard(shard),
+                    NodeRequest::ShardWrite { shard, cmd },
+                )
+                .await?
+            {
                 NodeReply::Shard(r) => Ok(r),
                 other => Err(unexpected(other)),
             }
@@ -379,7 +454,13 @@ impl Backend for Cluster {
 
     fn read(&self, shard: ShardId, query: ShardQuery) -> BackendFuture<'_, Result<ShardReply>> {
         Box::pin(async move {
-            match self.call_leader(GroupId::shard(shard), NodeRequest::ShardRead { shard, query }).await? {
+            match self
+                .call_leader(
+                    GroupId::shard(shard),
+                    NodeRequest::ShardRead { shard, query },
+                )
+                .await?
+            {
                 NodeReply::Shard(r) => Ok(r),
                 other => Err(unexpected(other)),
             }
@@ -390,13 +471,29 @@ impl Backend for Cluster {
         self.inner.view.api_keys()
     }
 
-    fn meta_put(&self, table: &str, key: &str, value: serde_json::Value) -> BackendFuture<'_, Result<()>> {
-        let cmd = MetaCommand::PutRecord { table: table.into(), key: key.into(), value_json: value.to_string() };
+    fn meta_put(
+        &self,
+        table: &str,
+        key: &str,
+        value: serde_json::Value,
+    ) -> BackendFuture<'_, Result<()>> {
+        let cmd = MetaCommand::PutRecord {
+            table: table.into(),
+            key: key.into(),
+            value_json: value.to_string(),
+        };
         Box::pin(self.meta_write(cmd))
     }
 
-    fn meta_get(&self, table: &str, key: &str) -> BackendFuture<'_, Result<Option<serde_json::Value>>> {
-        let request = NodeRequest::MetaRead { table: table.into(), key: key.into() };
+    fn meta_get(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> BackendFuture<'_, Result<Option<serde_json::Value>>> {
+        let request = NodeRequest::MetaRead {
+            table: table.into(),
+            key: key.into(),
+        };
         Box::pin(async move {
             match self.call_leader(GroupId::META, request).await? {
                 NodeReply::Record(r) => Ok(r.and_then(|s| serde_json::from_str(&s).ok())),

@@ -97,7 +97,11 @@ fn reconcile(
     let membership = metrics.membership_config.membership().clone();
     let present: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let current_voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let missing: Vec<u64> = wanted.iter().copied().filter(|id| !present.contains(id)).collect();
+    let missing: Vec<u64> = wanted
+        .iter()
+        .copied()
+        .filter(|id| !present.contains(id))
+        .collect();
     if missing.is_empty() && current_voters == voters {
         return;
     }
@@ -126,7 +130,9 @@ async fn change(
     current_voters: &BTreeSet<u64>,
 ) -> Result<(), String> {
     for id in missing {
-        let Some(member) = cluster.view().member(*id) else { continue };
+        let Some(member) = cluster.view().member(*id) else {
+            continue;
+        };
         handle
             .raft
             .add_learner(*id, BasicNode { addr: member.peer }, false)
@@ -149,7 +155,11 @@ async fn change(
     if !caught_up {
         return Err("learners still catching up".into());
     }
-    handle.raft.change_membership(voters.clone(), false).await.map_err(|e| e.to_string())?;
+    handle
+        .raft
+        .change_membership(voters.clone(), false)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(%group, voters = ?voters, "membership changed");
     Ok(())
 }

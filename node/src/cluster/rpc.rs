@@ -35,7 +35,12 @@ pub enum NodeReply {
     Record(Option<String>),
     Status(Option<GroupStatus>),
     /// The receiver does not lead the group; `leader` is its best knowledge.
-    NotLeader { leader: Option<u64> },
+    NotLeader {
+        leader: Option<u64>,
+    },
     /// Anything else; `retryable` tells whether another attempt may succeed.
-    Failed { retryable: bool, message: String },
+    Failed {
+        retryable: bool,
+        message: String,
+    },
 }

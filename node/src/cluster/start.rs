@@ -74,8 +74,11 @@ fn node_file_path(data_dir: &Path) -> std::path::PathBuf {
 fn write_node_file(data_dir: &Path, file: &NodeFile) -> Result<()> {
     let tmp = data_dir.join("node.json.tmp");
     let bytes = serde_json::to_vec_pretty(file).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&tmp, bytes).map_err(|e| Error::Internal(format!("write {}: {e}", tmp.display())))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .map_err(|e| Error::Internal(format!("write {}: {e}", tmp.display())))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::rename(&tmp, node_file_path(data_dir)).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(())
 }
@@ -92,12 +95,21 @@ fn read_node_file(data_dir: &Path) -> Result<Option<NodeFile>> {
 }
 
 async fn request_join(config: &Config) -> Result<NodeIdentity> {
-    let url = config.join.as_deref().unwrap_or_default().trim_end_matches('/');
-    let token = config
-        .service_token
-        .clone()
-        .ok_or_else(|| Error::InvalidParams("joining needs the cluster's service token (HERALD_SERVICE_TOKEN)".into()))?;
-    let body = JoinRequest { id: config.id, http: config.http_url(), peer: config.peer.to_string() };
+    let url = config
+        .join
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let token = config.service_token.clone().ok_or_else(|| {
+        Error::InvalidParams(
+            "joining needs the cluster's service token (HERALD_SERVICE_TOKEN)".into(),
+        )
+    })?;
+    let body = JoinRequest {
+        id: config.id,
+        http: config.http_url(),
+        peer: config.peer.to_string(),
+    };
     let client = reqwest::Client::new();
     let mut last = String::new();
     for _ in 0..60 {
@@ -110,20 +122,27 @@ async fn request_join(config: &Config) -> Result<NodeIdentity> {
             .await;
         match resp {
             Ok(r) if r.status().is_success() => {
-                let reply: JoinReply = r.json().await.map_err(|e| Error::Internal(format!("join reply: {e}")))?;
+                let reply: JoinReply = r
+                    .json()
+                    .await
+                    .map_err(|e| Error::Internal(format!("join reply: {e}")))?;
                 return Ok(reply.identity);
             }
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                return Err(Error::InvalidParams(format!("join refused ({status}): {text}")));
+                return Err(Error::InvalidParams(format!(
+                    "join refused ({status}): {text}"
+                )));
             }
             Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(Error::NotReady(format!("could not join through {url}: {last}")))
+    Err(Error::NotReady(format!(
+        "could not join through {url}: {last}"
+    )))
 }
 
 impl Cluster {
@@ -142,47 +161,82 @@ impl Cluster {
             Some(f) => f,
             None if config.join.is_none() => {
                 let ca = ClusterCa::generate().map_err(|e| Error::Internal(e.to_string()))?;
-                let identity = ca.issue(config.id).map_err(|e| Error::Internal(e.to_string()))?;
+                let identity = ca
+                    .issue(config.id)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 let keys = ApiKeys {
-                    secret_key: config.secret_key.clone().unwrap_or_else(|| random_token("sk_")),
-                    public_key: config.public_key.clone().unwrap_or_else(|| random_token("pk_")),
-                    service_token: config.service_token.clone().unwrap_or_else(|| random_token("st_")),
+                    secret_key: config
+                        .secret_key
+                        .clone()
+                        .unwrap_or_else(|| random_token("sk_")),
+                    public_key: config
+                        .public_key
+                        .clone()
+                        .unwrap_or_else(|| random_token("pk_")),
+                    service_token: config
+                        .service_token
+                        .clone()
+                        .unwrap_or_else(|| random_token("st_")),
                 };
                 let info = ClusterInfo {
                     shards: config.shards,
                     replication: config.replication,
                     created_ms: super::now_ms(),
                 };
-                let file = NodeFile { id: config.id, identity, bootstrap: Some(Bootstrap { info, keys, ca }) };
+                let file = NodeFile {
+                    id: config.id,
+                    identity,
+                    bootstrap: Some(Bootstrap { info, keys, ca }),
+                };
                 write_node_file(&config.data_dir, &file)?;
                 file
             }
             None => {
                 let identity = request_join(&config).await?;
-                let file = NodeFile { id: config.id, identity, bootstrap: None };
+                let file = NodeFile {
+                    id: config.id,
+                    identity,
+                    bootstrap: None,
+                };
                 write_node_file(&config.data_dir, &file)?;
                 file
             }
         };
 
-        let storage = RocksStorage::open(&config.data_dir.join("db"), StorageConfig { sync_wal: config.sync_wal })
-            .map_err(|e| Error::Internal(format!("open storage: {e}")))?;
+        let storage = RocksStorage::open(
+            &config.data_dir.join("db"),
+            StorageConfig {
+                sync_wal: config.sync_wal,
+            },
+        )
+        .map_err(|e| Error::Internal(format!("open storage: {e}")))?;
         let timing = RaftTiming {
             heartbeat_ms: config.heartbeat_ms,
             election_min_ms: config.heartbeat_ms * 4,
             election_max_ms: config.heartbeat_ms * 8,
             ..RaftTiming::default()
         };
-        let raft = RaftNode::start(config.id, storage.clone(), config.peer, &file.identity, timing)
-            .await
-            .map_err(|e| Error::Internal(format!("start raft node: {e}")))?;
+        let raft = RaftNode::start(
+            config.id,
+            storage.clone(),
+            config.peer,
+            &file.identity,
+            timing,
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("start raft node: {e}")))?;
         let meta = raft
             .open_group(GroupId::META, Arc::new(MetaLogic))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        for group in storage.stored_groups().map_err(|e| Error::Internal(e.to_string()))? {
+        for group in storage
+            .stored_groups()
+            .map_err(|e| Error::Internal(e.to_string()))?
+        {
             if group != GroupId::META {
-                raft.open_group(group, Arc::new(ShardLogic)).await.map_err(|e| Error::Internal(e.to_string()))?;
+                raft.open_group(group, Arc::new(ShardLogic))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
             }
         }
         let view = MetaView::new(meta.reader.clone());
@@ -204,7 +258,10 @@ impl Cluster {
 
         if let Some(boot) = &file.bootstrap {
             cluster.bootstrap(boot).await?;
-            let done = NodeFile { bootstrap: None, ..file };
+            let done = NodeFile {
+                bootstrap: None,
+                ..file
+            };
             write_node_file(&config.data_dir, &done)?;
         }
         super::placement::spawn(cluster.clone());
@@ -214,7 +271,12 @@ impl Cluster {
     /// Initialize meta and every shard group with this node as the only voter. Idempotent.
     async fn bootstrap(&self, boot: &Bootstrap) -> Result<()> {
         let me = self.node_id();
-        let members = BTreeMap::from([(me, BasicNode { addr: self.inner.config.peer.to_string() })]);
+        let members = BTreeMap::from([(
+            me,
+            BasicNode {
+                addr: self.inner.config.peer.to_string(),
+            },
+        )]);
         let meta = &self.inner.meta.raft;
         // "Not allowed" means already initialized: a restart in the middle of a bootstrap.
         let _ = meta.initialize(members.clone()).await;
@@ -223,15 +285,23 @@ impl Cluster {
             .await
             .map_err(|e| Error::Internal(format!("meta group did not elect this node: {e}")))?;
         if self.inner.view.info().is_none() {
-            let cmd = MetaCommand::Bootstrap { info: boot.info.clone(), keys: boot.keys.clone(), ca: boot.ca.clone() };
+            let cmd = MetaCommand::Bootstrap {
+                info: boot.info.clone(),
+                keys: boot.keys.clone(),
+                ca: boot.ca.clone(),
+            };
             match self.meta_write(cmd).await {
                 Ok(()) | Err(Error::InvalidParams(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         let c = &self.inner.config;
-        self.meta_write(MetaCommand::AddNode { id: me, http: c.http_url(), peer: c.peer.to_string() })
-            .await?;
+        self.meta_write(MetaCommand::AddNode {
+            id: me,
+            http: c.http_url(),
+            peer: c.peer.to_string(),
+        })
+        .await?;
         for shard in 0..boot.info.shards {
             let g = self
                 .inner
@@ -257,12 +327,25 @@ impl Cluster {
             return Err(Error::InvalidParams("node id must be >= 1".into()));
         }
         if request.peer.parse::<std::net::SocketAddr>().is_err() {
-            return Err(Error::InvalidParams(format!("peer {:?} is not IP:PORT", request.peer)));
+            return Err(Error::InvalidParams(format!(
+                "peer {:?} is not IP:PORT",
+                request.peer
+            )));
         }
-        let ca = self.inner.view.ca().ok_or_else(|| Error::NotReady("meta not caught up".into()))?;
-        let identity = ca.issue(request.id).map_err(|e| Error::Internal(e.to_string()))?;
-        self.meta_write(MetaCommand::AddNode { id: request.id, http: request.http, peer: request.peer })
-            .await?;
+        let ca = self
+            .inner
+            .view
+            .ca()
+            .ok_or_else(|| Error::NotReady("meta not caught up".into()))?;
+        let identity = ca
+            .issue(request.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.meta_write(MetaCommand::AddNode {
+            id: request.id,
+            http: request.http,
+            peer: request.peer,
+        })
+        .await?;
         Ok(JoinReply { identity })
     }
 

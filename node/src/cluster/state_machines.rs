@@ -18,7 +18,13 @@ impl StoreRead for BatchStore<'_, '_> {
     fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
         self.0.get(key).map_err(store_err)
     }
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.0.scan(start, end, limit, reverse).map_err(store_err)
     }
 }
@@ -39,7 +45,13 @@ impl StoreRead for ReaderStore<'_> {
     fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
         self.0.get(key).map_err(store_err)
     }
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.0.scan(start, end, limit, reverse).map_err(store_err)
     }
 }
@@ -51,7 +63,11 @@ impl StateMachineLogic for ShardLogic {
         let replies: Vec<ShardReply> = match codec::decode::<ShardEntry>(payload) {
             Ok(entry) => {
                 let mut store = BatchStore(state);
-                entry.cmds.iter().map(|cmd| herald_shard::apply(&mut store, entry.now_ms, cmd)).collect()
+                entry
+                    .cmds
+                    .iter()
+                    .map(|cmd| herald_shard::apply(&mut store, entry.now_ms, cmd))
+                    .collect()
             }
             // Every replica fails the same way on the same bytes, so this stays deterministic.
             Err(_) => Vec::new(),

@@ -13,6 +13,9 @@
 //! - Bodies are limited to [`extract::BODY_LIMIT`] (1 MiB). `Idempotency-Key` is ignored here.
 //! - This module never sees Raft, QUIC or RocksDB: only [`crate::backend::Backend`].
 //!
+//! `error` ([`error::ApiError`], the error -> response mapping) and `query` (query-string parsing)
+//! are public for the other HTTP surfaces of the node.
+//!
 //! Mounting: [`router`] carries its own fallback (Knock's 404 body), so merge it into a router that
 //! has none.
 

@@ -43,12 +43,26 @@ pub struct Member {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// The first entry of a cluster's life.
-    Bootstrap { info: ClusterInfo, keys: ApiKeys, ca: ClusterCa },
+    Bootstrap {
+        info: ClusterInfo,
+        keys: ApiKeys,
+        ca: ClusterCa,
+    },
     /// Add a member, or update its addresses (idempotent).
-    AddNode { id: u64, http: String, peer: String },
-    RemoveNode { id: u64 },
+    AddNode {
+        id: u64,
+        http: String,
+        peer: String,
+    },
+    RemoveNode {
+        id: u64,
+    },
     /// A small JSON record (`value_json`) in a named table.
-    PutRecord { table: String, key: String, value_json: String },
+    PutRecord {
+        table: String,
+        key: String,
+        value_json: String,
+    },
 }
 
 /// One meta log entry: the leader's clock plus the command.
@@ -69,7 +83,11 @@ pub struct MetaLogic;
 impl MetaLogic {
     fn apply_entry(state: &mut GroupBatch<'_>, entry: MetaEntry) -> MetaReply {
         match entry.cmd {
-            MetaCommand::Bootstrap { info, keys: api_keys, ca } => {
+            MetaCommand::Bootstrap {
+                info,
+                keys: api_keys,
+                ca,
+            } => {
                 if matches!(state.get(&keys::info()), Ok(Some(_))) {
                     return MetaReply::Rejected("cluster already bootstrapped".into());
                 }
@@ -80,10 +98,17 @@ impl MetaLogic {
             }
             MetaCommand::AddNode { id, http, peer } => {
                 let joined_ms = match state.get(&keys::member(id)) {
-                    Ok(Some(raw)) => serde_json::from_slice::<Member>(&raw).map(|m| m.joined_ms).unwrap_or(entry.now_ms),
+                    Ok(Some(raw)) => serde_json::from_slice::<Member>(&raw)
+                        .map(|m| m.joined_ms)
+                        .unwrap_or(entry.now_ms),
                     _ => entry.now_ms,
                 };
-                let member = Member { id, http, peer, joined_ms };
+                let member = Member {
+                    id,
+                    http,
+                    peer,
+                    joined_ms,
+                };
                 state.put(&keys::member(id), &to_json(&member));
                 MetaReply::Ok
             }
@@ -91,7 +116,11 @@ impl MetaLogic {
                 state.delete(&keys::member(id));
                 MetaReply::Ok
             }
-            MetaCommand::PutRecord { table, key, value_json } => {
+            MetaCommand::PutRecord {
+                table,
+                key,
+                value_json,
+            } => {
                 if serde_json::from_str::<serde_json::Value>(&value_json).is_err() {
                     return MetaReply::Rejected("record is not JSON".into());
                 }

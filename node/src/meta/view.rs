@@ -36,8 +36,13 @@ impl MetaView {
     /// Members ordered by id.
     pub fn members(&self) -> Vec<Member> {
         let (lo, hi) = keys::member_range();
-        let rows = self.reader.scan(&lo, &hi, usize::MAX, false).unwrap_or_default();
-        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+        let rows = self
+            .reader
+            .scan(&lo, &hi, usize::MAX, false)
+            .unwrap_or_default();
+        rows.iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect()
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
@@ -50,7 +55,9 @@ impl MetaView {
 
     /// The replica set shard `shard` should have: the top-R members by rendezvous hashing.
     pub fn placement(&self, shard: u32) -> Vec<u64> {
-        let Some(info) = self.info() else { return Vec::new() };
+        let Some(info) = self.info() else {
+            return Vec::new();
+        };
         let ids: Vec<u64> = self.members().iter().map(|m| m.id).collect();
         herald_shard::rendezvous_replicas(shard, &ids, info.replication as usize)
     }

@@ -14,11 +14,19 @@ pub const PUBLIC: &str = "pk_test_herald_public";
 pub const SERVICE: &str = "st_test_herald_service";
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct HeraldProcess {
@@ -37,7 +45,12 @@ impl HeraldProcess {
         format!("http://{}", self.http)
     }
 
-    pub fn spawn(root: &std::path::Path, id: u64, join: Option<String>, shards: u32) -> HeraldProcess {
+    pub fn spawn(
+        root: &std::path::Path,
+        id: u64,
+        join: Option<String>,
+        shards: u32,
+    ) -> HeraldProcess {
         let mut p = HeraldProcess {
             id,
             http: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
@@ -55,13 +68,22 @@ impl HeraldProcess {
     /// (Re)start the process on the same ports and data dir.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.arg("start")
             .args(["--id", &self.id.to_string()])
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--http", &self.http.to_string(), "--peer", &self.peer.to_string()])
+            .args([
+                "--http",
+                &self.http.to_string(),
+                "--peer",
+                &self.peer.to_string(),
+            ])
             .args(["--shards", &self.shards.to_string(), "--replication", "3"])
             .args(["--heartbeat-ms", "150"])
             .env("HERALD_SECRET_KEY", SECRET)
@@ -115,7 +137,12 @@ pub struct Resp {
 impl Client {
     pub fn new() -> Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Client { http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap() }
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .unwrap(),
+        }
     }
 
     pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Resp, String> {
@@ -136,7 +163,10 @@ impl Client {
     }
 
     pub async fn cluster(&self, base: &str) -> Option<Value> {
-        let r = self.call("GET", &format!("{base}/v1/cluster"), None).await.ok()?;
+        let r = self
+            .call("GET", &format!("{base}/v1/cluster"), None)
+            .await
+            .ok()?;
         (r.status == 200).then_some(r.body)
     }
 }
@@ -152,16 +182,23 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Whether every shard in a `/v1/cluster` answer has a leader and exactly `n` voters.
 pub fn all_shards_have_voters(cluster: &Value, n: usize) -> bool {
-    let Some(shards) = cluster["shards"].as_array() else { return false };
+    let Some(shards) = cluster["shards"].as_array() else {
+        return false;
+    };
     !shards.is_empty()
-        && shards.iter().all(|s| s["leader"].is_u64() && s["voters"].as_array().map(|v| v.len()) == Some(n))
+        && shards
+            .iter()
+            .all(|s| s["leader"].is_u64() && s["voters"].as_array().map(|v| v.len()) == Some(n))
 }
 
 /// The shard (0-based) that owns a user id, as the cluster computes it.
@@ -175,12 +212,18 @@ pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<H
     let first = HeraldProcess::spawn(root, 1, None, shards);
     let url = first.url();
     let mut nodes = vec![first];
-    eventually(Duration::from_secs(60), "node 1 ready", || client_ready(&client, &url)).await;
+    eventually(Duration::from_secs(60), "node 1 ready", || {
+        client_ready(&client, &url)
+    })
+    .await;
     for id in 2..=n {
         let p = HeraldProcess::spawn(root, id, Some(url.clone()), shards);
         let u = p.url();
         nodes.push(p);
-        eventually(Duration::from_secs(60), "joined node ready", || client_ready(&client, &u)).await;
+        eventually(Duration::from_secs(60), "joined node ready", || {
+            client_ready(&client, &u)
+        })
+        .await;
     }
     let voters = n.min(3) as usize;
     let status = tokio::time::timeout(Duration::from_secs(120), async {
@@ -198,7 +241,10 @@ pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<H
         for p in &nodes {
             eprintln!("--- node {} log ---\n{}", p.id, p.log_tail());
         }
-        panic!("shards did not reach {voters} voters: {:?}", client.cluster(&url).await);
+        panic!(
+            "shards did not reach {voters} voters: {:?}",
+            client.cluster(&url).await
+        );
     }
     nodes
 }

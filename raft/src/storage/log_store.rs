@@ -1,5 +1,8 @@
 //! [`RocksLogStore`]: openraft's `RaftLogStorage` for one group, on the node's shared RocksDB.
 
+// openraft's trait methods return its (large) `StorageError`; the helpers here return it too.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -35,20 +38,37 @@ impl RocksLogStore {
         RocksLogStore { storage, group }
     }
 
-    fn get_state<T: serde::de::DeserializeOwned>(&self, tag: u8) -> Result<Option<T>, StorageError> {
+    fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        tag: u8,
+    ) -> Result<Option<T>, StorageError> {
         let cf = self.storage.cf(keys::CF_RAFT_STATE);
-        match self.storage.db().get_cf(cf, keys::state_key(self.group, tag)).map_err(read_err)? {
+        match self
+            .storage
+            .db()
+            .get_cf(cf, keys::state_key(self.group, tag))
+            .map_err(read_err)?
+        {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(read_err)?)),
             None => Ok(None),
         }
     }
 
-    fn put_state<T: serde::Serialize>(&self, tag: u8, value: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_state<T: serde::Serialize>(
+        &self,
+        tag: u8,
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let cf = self.storage.cf(keys::CF_RAFT_STATE);
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf, keys::state_key(self.group, tag), encode(value).map_err(write_err)?);
+        batch.put_cf(
+            cf,
+            keys::state_key(self.group, tag),
+            encode(value).map_err(write_err)?,
+        );
         self.storage.db().write_opt(batch, &opts).map_err(write_err)
     }
 
@@ -114,7 +134,10 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.get_state(keys::STATE_LAST_PURGED)?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -135,10 +158,16 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_state::<Option<LogId>>(keys::STATE_COMMITTED)?.flatten())
+        Ok(self
+            .get_state::<Option<LogId>>(keys::STATE_COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -158,7 +187,11 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let cf = self.storage.cf(keys::CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, &keys::log_key(self.group, log_id.index)[..], &keys::group_end(self.group)[..]);
+        batch.delete_range_cf(
+            cf,
+            &keys::log_key(self.group, log_id.index)[..],
+            &keys::group_end(self.group)[..],
+        );
         self.storage.db().write(batch).map_err(write_err)
     }
 
@@ -171,7 +204,10 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             keys::state_key(self.group, keys::STATE_LAST_PURGED),
             encode(&log_id).map_err(write_err)?,
         );
-        let end = log_id.index.checked_add(1).map(|i| keys::log_key(self.group, i).to_vec());
+        let end = log_id
+            .index
+            .checked_add(1)
+            .map(|i| keys::log_key(self.group, i).to_vec());
         let end = end.unwrap_or_else(|| keys::group_end(self.group));
         batch.delete_range_cf(cf, &keys::log_key(self.group, 0)[..], &end[..]);
         self.storage.db().write(batch).map_err(write_err)

@@ -80,7 +80,11 @@ impl RocksStorage {
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
         let (syncer, thread) = WalSyncer::spawn(db.clone(), config.sync_wal)?;
-        Ok(Arc::new(RocksStorage { db, syncer: Some(syncer), syncer_thread: Some(thread) }))
+        Ok(Arc::new(RocksStorage {
+            db,
+            syncer: Some(syncer),
+            syncer_thread: Some(thread),
+        }))
     }
 
     pub fn db(&self) -> &DB {
@@ -89,7 +93,9 @@ impl RocksStorage {
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // The four CFs are created at open; a missing one is a bug, not an input error.
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// A log store for `group`. Cheap: stores share the DB.
@@ -113,9 +119,10 @@ impl RocksStorage {
 
     /// Whether anything of `group` was ever stored here (a restarted node reopens such groups).
     pub fn has_group(&self, group: GroupId) -> Result<bool> {
-        let vote = self
-            .db
-            .get_cf(self.cf(keys::CF_RAFT_STATE), keys::state_key(group, keys::STATE_VOTE))?;
+        let vote = self.db.get_cf(
+            self.cf(keys::CF_RAFT_STATE),
+            keys::state_key(group, keys::STATE_VOTE),
+        )?;
         Ok(vote.is_some())
     }
 
@@ -174,7 +181,8 @@ impl WalSyncer {
                     pending.extend(rx.try_iter());
                     let result = if sync { db.flush_wal(true) } else { Ok(()) };
                     metrics::counter!(crate::metrics::WAL_SYNCS).increment(1);
-                    metrics::histogram!(crate::metrics::WAL_SYNC_BATCH).record(pending.len() as f64);
+                    metrics::histogram!(crate::metrics::WAL_SYNC_BATCH)
+                        .record(pending.len() as f64);
                     for cb in pending {
                         let r = result
                             .as_ref()

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::{decode, encode, keys, RocksStorage};
 use crate::error::Result;
 use crate::types::{
-    Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 
 /// The application's part of a state machine.
@@ -33,7 +34,12 @@ pub trait StateMachineLogic: Send + Sync + 'static {
 }
 
 fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError {
-    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
+    StorageIOError::new(
+        ErrorSubject::StateMachine,
+        verb,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl ToString) -> StorageError {
@@ -43,6 +49,8 @@ fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl ToString) -> S
     };
     StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
 }
+
+type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
 
 /// Ordered scan over `[start, end)` of a group's application keys, merging committed state with an
 /// overlay of uncommitted writes (`None` = deleted). Keys are returned without the group prefix.
@@ -70,9 +78,15 @@ fn merged_scan(
         IteratorMode::From(&lo, Direction::Forward)
     };
     let mut db_iter = storage.db().iterator_cf_opt(cf, opts, mode).peekable();
-    let range = overlay.range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)));
-    let mut ov: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> =
-        if reverse { Box::new(range.rev()) } else { Box::new(range) };
+    let range = overlay.range::<[u8], _>((
+        std::ops::Bound::Included(start),
+        std::ops::Bound::Excluded(end),
+    ));
+    let mut ov: OverlayIter<'_> = if reverse {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
     let mut ov_next = ov.next();
     let mut db_next = match db_iter.next() {
         Some(item) => Some(item?),
@@ -100,10 +114,8 @@ fn merged_scan(
             }
         };
         if take_overlay {
-            if let Some((k, v)) = ov_next.take() {
-                if let Some(v) = v {
-                    out.push((k.clone(), v.clone()));
-                }
+            if let Some((k, Some(v))) = ov_next.take() {
+                out.push((k.clone(), v.clone()));
             }
             ov_next = ov.next();
         } else if let Some((k, v)) = db_next.take() {
@@ -127,7 +139,11 @@ pub struct GroupBatch<'a> {
 
 impl<'a> GroupBatch<'a> {
     fn new(storage: &'a RocksStorage, group: GroupId) -> Self {
-        GroupBatch { storage, group, overlay: BTreeMap::new() }
+        GroupBatch {
+            storage,
+            group,
+            overlay: BTreeMap::new(),
+        }
     }
 
     pub fn group(&self) -> GroupId {
@@ -139,11 +155,28 @@ impl<'a> GroupBatch<'a> {
             return Ok(v.clone());
         }
         let cf = self.storage.cf(keys::state_cf(self.group));
-        Ok(self.storage.db().get_cf(cf, keys::data_key(self.group, key))?)
+        Ok(self
+            .storage
+            .db()
+            .get_cf(cf, keys::data_key(self.group, key))?)
     }
 
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        merged_scan(self.storage, self.group, &self.overlay, start, end, limit, reverse)
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        merged_scan(
+            self.storage,
+            self.group,
+            &self.overlay,
+            start,
+            end,
+            limit,
+            reverse,
+        )
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
@@ -180,11 +213,28 @@ impl GroupReader {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let cf = self.storage.cf(keys::state_cf(self.group));
-        Ok(self.storage.db().get_cf(cf, keys::data_key(self.group, key))?)
+        Ok(self
+            .storage
+            .db()
+            .get_cf(cf, keys::data_key(self.group, key))?)
     }
 
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        merged_scan(&self.storage, self.group, &BTreeMap::new(), start, end, limit, reverse)
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        merged_scan(
+            &self.storage,
+            self.group,
+            &BTreeMap::new(),
+            start,
+            end,
+            limit,
+            reverse,
+        )
     }
 }
 
@@ -210,7 +260,11 @@ pub struct RocksStateMachine {
 }
 
 impl RocksStateMachine {
-    pub(super) fn open(storage: Arc<RocksStorage>, group: GroupId, logic: Arc<dyn StateMachineLogic>) -> Result<Self> {
+    pub(super) fn open(
+        storage: Arc<RocksStorage>,
+        group: GroupId,
+        logic: Arc<dyn StateMachineLogic>,
+    ) -> Result<Self> {
         let cf = storage.cf(keys::CF_RAFT_STATE);
         let db = storage.db();
         let last_applied = match db.get_cf(cf, keys::state_key(group, keys::STATE_SM_APPLIED))? {
@@ -221,13 +275,27 @@ impl RocksStateMachine {
             Some(b) => decode(&b)?,
             None => StoredMembership::default(),
         };
-        Ok(RocksStateMachine { storage, group, logic, last_applied, membership })
+        Ok(RocksStateMachine {
+            storage,
+            group,
+            logic,
+            last_applied,
+            membership,
+        })
     }
 
     fn put_bookkeeping(&self, batch: &mut WriteBatch) -> Result<()> {
         let cf = self.storage.cf(keys::CF_RAFT_STATE);
-        batch.put_cf(cf, keys::state_key(self.group, keys::STATE_SM_APPLIED), encode(&self.last_applied)?);
-        batch.put_cf(cf, keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP), encode(&self.membership)?);
+        batch.put_cf(
+            cf,
+            keys::state_key(self.group, keys::STATE_SM_APPLIED),
+            encode(&self.last_applied)?,
+        );
+        batch.put_cf(
+            cf,
+            keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
+            encode(&self.membership)?,
+        );
         Ok(())
     }
 }
@@ -251,7 +319,9 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
             let log_id = *entry.get_log_id();
             match entry.payload {
                 EntryPayload::Blank => replies.push(Payload::default()),
-                EntryPayload::Normal(p) => replies.push(Payload(self.logic.apply(&mut state, &p.0))),
+                EntryPayload::Normal(p) => {
+                    replies.push(Payload(self.logic.apply(&mut state, &p.0)))
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m);
                     replies.push(Payload::default());
@@ -261,36 +331,63 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         }
         let mut batch = WriteBatch::default();
         state.write_into(&mut batch);
-        self.put_bookkeeping(&mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        storage.db().write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.put_bookkeeping(&mut batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        storage
+            .db()
+            .write(batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        RocksSnapshotBuilder { storage: self.storage.clone(), group: self.group }
+        RocksSnapshotBuilder {
+            storage: self.storage.clone(),
+            group: self.group,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let body_bytes = snapshot.into_inner();
-        let body: SnapshotBody = decode(&body_bytes).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+        let body: SnapshotBody =
+            decode(&body_bytes).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
         let cf = self.storage.cf(keys::state_cf(self.group));
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, &keys::group_prefix(self.group)[..], &keys::group_end(self.group)[..]);
+        batch.delete_range_cf(
+            cf,
+            &keys::group_prefix(self.group)[..],
+            &keys::group_end(self.group)[..],
+        );
         for (k, v) in &body.entries {
             batch.put_cf(cf, keys::data_key(self.group, k), v);
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.put_bookkeeping(&mut batch).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        let stored = StoredSnapshot { meta: meta.clone(), body: body_bytes };
+        self.put_bookkeeping(&mut batch)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            body: body_bytes,
+        };
         let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
         let stored = encode(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        batch.put_cf(state_cf, keys::state_key(self.group, keys::STATE_SNAPSHOT), stored);
-        self.storage.db().write(batch).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        batch.put_cf(
+            state_cf,
+            keys::state_key(self.group, keys::STATE_SNAPSHOT),
+            stored,
+        );
+        self.storage
+            .db()
+            .write(batch)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
         Ok(())
     }
 
@@ -302,8 +399,12 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
             .get_cf(cf, keys::state_key(self.group, keys::STATE_SNAPSHOT))
             .map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
         let Some(raw) = raw else { return Ok(None) };
-        let stored: StoredSnapshot = decode(&raw).map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.body)) }))
+        let stored: StoredSnapshot =
+            decode(&raw).map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.body)),
+        }))
     }
 }
 
@@ -319,14 +420,20 @@ impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
         let view = db.snapshot();
         let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
         let last_applied: Option<LogId> = match view
-            .get_cf(state_cf, keys::state_key(self.group, keys::STATE_SM_APPLIED))
+            .get_cf(
+                state_cf,
+                keys::state_key(self.group, keys::STATE_SM_APPLIED),
+            )
             .map_err(|e| err(e.into()))?
         {
             Some(b) => decode(&b).map_err(err)?,
             None => None,
         };
         let membership: StoredMembership = match view
-            .get_cf(state_cf, keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP))
+            .get_cf(
+                state_cf,
+                keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
+            )
             .map_err(|e| err(e.into()))?
         {
             Some(b) => decode(&b).map_err(err)?,
@@ -348,10 +455,25 @@ impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, body.len()),
             None => format!("none-{}", body.len()),
         };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        let stored = encode(&StoredSnapshot { meta: meta.clone(), body: body.clone() }).map_err(err)?;
-        db.put_cf(state_cf, keys::state_key(self.group, keys::STATE_SNAPSHOT), stored)
-            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = encode(&StoredSnapshot {
+            meta: meta.clone(),
+            body: body.clone(),
+        })
+        .map_err(err)?;
+        db.put_cf(
+            state_cf,
+            keys::state_key(self.group, keys::STATE_SNAPSHOT),
+            stored,
+        )
+        .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(body)),
+        })
     }
 }

@@ -92,7 +92,10 @@ mod tests {
     async fn refuses_oversized_prefix_without_reading_payload() {
         let mut input: &[u8] = &[0xff, 0xff, 0xff, 0xff];
         let err = read_frame(&mut input, 1024).await.unwrap_err();
-        assert!(matches!(err, TransportError::FrameTooLarge { max: 1024, .. }));
+        assert!(matches!(
+            err,
+            TransportError::FrameTooLarge { max: 1024, .. }
+        ));
     }
 
     #[tokio::test]

@@ -54,10 +54,9 @@ impl NodeIdentity {
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(|e| cert_error("node private key", e))?;
 
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
         let mut server = tls13_server(&provider)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())?;

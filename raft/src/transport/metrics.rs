@@ -33,7 +33,11 @@ pub fn describe() {
         Unit::Seconds,
         "Latency of outgoing transport calls"
     );
-    describe_counter!(DIALS_TOTAL, Unit::Count, "Outgoing QUIC connections established");
+    describe_counter!(
+        DIALS_TOTAL,
+        Unit::Count,
+        "Outgoing QUIC connections established"
+    );
     describe_counter!(
         INBOUND_CONNECTIONS_TOTAL,
         Unit::Count,

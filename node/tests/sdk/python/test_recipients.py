@@ -1,5 +1,5 @@
-"""Every "recipients" endpoint (users, objects, tenants, their channel data, preferences, subscriptions and
-bulk operations) driven through the official `knockapi` SDK with strict response validation.
+"""Every "recipients" endpoint (users, objects, tenants, their channel data, preferences and bulk
+operations) driven through the official `knockapi` SDK with strict response validation.
 
 Writes go through `kn.w`, read-backs through `kn.r` (a different node when HERALD_URLS names several).
 Ids are unique per run, so the suite can be rerun against the same environment.
@@ -441,29 +441,6 @@ def test_user_preference_sets_list_tenant_set_and_unset(kn: Nodes, cleanup):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# users: recipient-scoped lists and subscriptions
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_user_messages_and_schedules_lists_for_new_user(kn: Nodes, cleanup):
-    uid = new_id("user")
-    cleanup(lambda: kn.w.users.delete(uid))
-    identify(kn.w, uid, name="Quiet")
-
-    msgs = kn.r.users.with_raw_response.list_messages(uid, page_size=10)
-    body = msgs.json()
-    assert_page_info(body, page_size=10, container="items")
-    assert body["items"] == []
-    assert msgs.parse().items == []
-
-    scheds = kn.r.users.with_raw_response.list_schedules(uid, page_size=10)
-    body = scheds.json()
-    assert_page_info(body, page_size=10)
-    assert body["entries"] == []
-    assert scheds.parse().entries == []
-
-
-# ---------------------------------------------------------------------------------------------------------
 # users: bulk
 # ---------------------------------------------------------------------------------------------------------
 
@@ -659,59 +636,9 @@ def test_object_preferences_list_get_set_unset(kn: Nodes, cleanup):
     assert "other-set" not in {s.id for s in kn.r.objects.list_preferences(coll, oid)}
 
 
-def test_object_messages_and_schedules_lists_for_new_object(kn: Nodes, cleanup):
-    coll, oid = new_collection(), new_id("obj")
-    cleanup(lambda: kn.w.objects.delete(coll, oid))
-    kn.w.objects.set(coll, oid, name="Quiet")
-    body = kn.r.objects.with_raw_response.list_messages(coll, oid, page_size=10).json()
-    assert_page_info(body, page_size=10, container="items")
-    assert body["items"] == []
-    body = kn.r.objects.with_raw_response.list_schedules(coll, oid, page_size=10).json()
-    assert_page_info(body, page_size=10)
-    assert body["entries"] == []
-
-
-def test_object_subscriptions_add_list_delete(kn: Nodes, cleanup):
-    coll, oid = new_collection(), new_id("obj")
-    u1, u2 = new_id("sub"), new_id("sub")
-    cleanup(lambda: kn.w.objects.delete(coll, oid))
-    cleanup(lambda: kn.w.users.delete(u1))
-    cleanup(lambda: kn.w.users.delete(u2))
-    kn.w.objects.set(coll, oid, name="Channel")
-    identify(kn.w, u1, name="Sub One")
-
-    # recipients may be ids or inline-identified users
-    subs = kn.w.objects.add_subscriptions(
-        coll, oid, recipients=[u1, {"id": u2, "name": "Sub Two"}], properties={"role": "watcher"}
-    )
-    assert len(subs) == 2
-    for s in subs:
-        assert s.api_typename == "Subscription"
-        assert s.object.id == oid and s.object.collection == coll
-        assert s.properties == {"role": "watcher"}
-    assert {s.recipient.id for s in subs} == {u1, u2}
-    assert kn.r.users.get(u2).name == "Sub Two"
-
-    raw = kn.r.objects.with_raw_response.list_subscriptions(coll, oid, page_size=10)
-    assert_page_info(raw.json(), page_size=10)
-    assert {s.recipient.id for s in raw.parse().entries} == {u1, u2}
-
-    mine = list(kn.r.users.list_subscriptions(u1))
-    assert oid in {s.object.id for s in mine}
-    filtered = list(kn.r.users.list_subscriptions(u1, objects=[{"id": oid, "collection": coll}]))
-    assert [(s.object.collection, s.object.id) for s in filtered] == [(coll, oid)]
-
-    removed = kn.w.objects.delete_subscriptions(coll, oid, recipients=[u2])
-    assert [s.recipient.id for s in removed] == [u2]
-    assert [s.recipient.id for s in kn.r.objects.list_subscriptions(coll, oid)] == [u1]
-    assert oid not in {s.object.id for s in kn.r.users.list_subscriptions(u2)}
-
-
-def test_objects_bulk_set_delete_and_bulk_subscriptions(kn: Nodes, cleanup):
+def test_objects_bulk_set_and_delete(kn: Nodes, cleanup):
     coll = new_collection()
     ids = [new_id(f"bo{i}") for i in range(4)]
-    uid = new_id("bsub")
-    cleanup(lambda: kn.w.users.delete(uid))
     for oid in ids:
         cleanup(lambda oid=oid: kn.w.objects.delete(coll, oid))
 
@@ -721,17 +648,6 @@ def test_objects_bulk_set_delete_and_bulk_subscriptions(kn: Nodes, cleanup):
         o = kn.r.objects.get(coll, oid)
         assert o.properties["color"] == "red" and o.properties["name"] == f"Bulk {oid[-8:]}"
     assert sorted(e.id for e in kn.r.objects.list(coll)) == sorted(ids)
-
-    identify(kn.w, uid, name="Bulk Subscriber")
-    op = kn.w.objects.bulk.add_subscriptions(
-        coll, subscriptions=[{"id": ids[0], "recipients": [uid]}, {"id": ids[1], "recipients": [uid]}]
-    )
-    wait_bulk(kn.r, op, expect_rows=op.estimated_total_rows)
-    assert {s.object.id for s in kn.r.users.list_subscriptions(uid)} >= {ids[0], ids[1]}
-    op = kn.w.objects.bulk.delete_subscriptions(coll, subscriptions=[{"id": ids[0], "recipients": [uid]}])
-    wait_bulk(kn.r, op, expect_rows=op.estimated_total_rows)
-    subscribed = {s.object.id for s in kn.r.users.list_subscriptions(uid)}
-    assert ids[1] in subscribed and ids[0] not in subscribed
 
     op = kn.w.objects.bulk.delete(coll, object_ids=ids[:3])
     wait_bulk(kn.r, op, expect_rows=3)
