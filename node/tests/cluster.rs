@@ -210,6 +210,118 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
+    let root = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut nodes = start_cluster(root.path(), 3, SHARDS).await;
+    let first = nodes[0].url();
+    for i in 0..50 {
+        let r = client
+            .call(
+                "PUT",
+                &format!("{first}/v1/users/early-{i}"),
+                Some(json!({"n": i})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    tracing_phase("join node 4: replicas move to match rendezvous placement over 4 nodes");
+    let fourth = HeraldProcess::spawn(root.path(), 4, Some(first.clone()), SHARDS);
+    let url4 = fourth.url();
+    nodes.push(fourth);
+    let expected: Vec<Vec<u64>> = (0..SHARDS)
+        .map(|s| {
+            let mut v = herald_shard::rendezvous_replicas(s, &[1, 2, 3, 4], 3);
+            v.sort();
+            v
+        })
+        .collect();
+    assert!(
+        expected.iter().any(|v| v.contains(&4)),
+        "placement gives node 4 nothing"
+    );
+    assert!(
+        expected.iter().any(|v| !v.contains(&4)),
+        "placement gives node 4 everything"
+    );
+    let converged = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            if let Some(c) = client.cluster(&url4).await {
+                let shards = c["shards"].as_array().cloned().unwrap_or_default();
+                let matches = shards.len() == SHARDS as usize
+                    && shards.iter().all(|s| {
+                        let id = s["id"].as_u64().unwrap() as usize;
+                        let mut voters: Vec<u64> = s["voters"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_u64().unwrap())
+                            .collect();
+                        voters.sort();
+                        s["leader"].is_u64()
+                            && voters == expected[id]
+                            && s["learners"].as_array().unwrap().is_empty()
+                    });
+                if matches {
+                    return c;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    if converged.is_err() {
+        for n in &nodes {
+            eprintln!("--- node {} log ---\n{}", n.id, n.log_tail());
+        }
+        panic!(
+            "placement did not converge: {:?}",
+            client.cluster(&url4).await
+        );
+    }
+    let status = converged.unwrap();
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 4);
+
+    tracing_phase("data written before the join reads back through node 4");
+    for i in 0..50 {
+        let r = client
+            .call("GET", &format!("{url4}/v1/users/early-{i}"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "early-{i}: {:?}", r.body);
+        assert_eq!(r.body["n"], i);
+    }
+
+    tracing_phase("operator views: herald cluster status and /metrics");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["cluster", "status", "--addr", &url4, "--token", SERVICE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NODE") && text.contains("SHARD"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .count(),
+        4 + SHARDS as usize
+    );
+    let metrics = reqwest::get(format!("{url4}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("herald_raft_wal_syncs_total"), "{metrics}");
+}
+
 fn tracing_phase(name: &str) {
     eprintln!("=== phase: {name}");
 }

@@ -44,6 +44,11 @@ pub struct RaftTiming {
     pub election_max_ms: u64,
     /// Build a snapshot (and purge the log before it) after this many applied entries.
     pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up from
+    /// the log instead of a full snapshot.
+    pub keep_after_snapshot: u64,
+    /// Snapshots travel to followers in chunks of this size.
+    pub snapshot_chunk_bytes: u64,
 }
 
 impl Default for RaftTiming {
@@ -53,6 +58,8 @@ impl Default for RaftTiming {
             election_min_ms: 1000,
             election_max_ms: 2000,
             snapshot_every: 20_000,
+            keep_after_snapshot: 1000,
+            snapshot_chunk_bytes: 4 << 20,
         }
     }
 }
@@ -136,9 +143,9 @@ impl RaftNode {
             election_timeout_min: timing.election_min_ms,
             election_timeout_max: timing.election_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: timing.keep_after_snapshot,
             max_payload_entries: 256,
-            snapshot_max_chunk_size: 4 << 20,
+            snapshot_max_chunk_size: timing.snapshot_chunk_bytes,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }

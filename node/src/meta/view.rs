@@ -1,5 +1,8 @@
 //! [`MetaView`]: typed local reads of the meta group's applied state.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use herald_raft::transport::ClusterCa;
 use herald_raft::GroupReader;
 
@@ -9,11 +12,19 @@ use crate::backend::ApiKeys;
 #[derive(Clone)]
 pub struct MetaView {
     reader: GroupReader,
+    /// Every v1 request checks the API keys: keep the decoded keys for a second instead of reading
+    /// and parsing them from RocksDB per request. A key change is seen within `KEYS_TTL`.
+    keys: Arc<Mutex<Option<(Instant, ApiKeys)>>>,
 }
+
+const KEYS_TTL: Duration = Duration::from_secs(1);
 
 impl MetaView {
     pub fn new(reader: GroupReader) -> Self {
-        MetaView { reader }
+        MetaView {
+            reader,
+            keys: Arc::default(),
+        }
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
@@ -26,7 +37,15 @@ impl MetaView {
     }
 
     pub fn api_keys(&self) -> Option<ApiKeys> {
-        self.json(&keys::api_keys())
+        let mut cached = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, keys)) = cached.as_ref() {
+            if at.elapsed() < KEYS_TTL {
+                return Some(keys.clone());
+            }
+        }
+        let fresh: ApiKeys = self.json(&keys::api_keys())?;
+        *cached = Some((Instant::now(), fresh.clone()));
+        Some(fresh)
     }
 
     pub fn ca(&self) -> Option<ClusterCa> {

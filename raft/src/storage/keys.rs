@@ -21,7 +21,6 @@ pub const ALL_CFS: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_DATA, CF_META];
 
 /// `raft_state` tags.
 pub const STATE_VOTE: u8 = 1;
-pub const STATE_COMMITTED: u8 = 2;
 pub const STATE_LAST_PURGED: u8 = 3;
 pub const STATE_SNAPSHOT: u8 = 4;
 pub const STATE_SM_APPLIED: u8 = 5;

@@ -3,9 +3,10 @@
 // openraft's trait methods return its (large) `StorageError`; the helpers here return it too.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError};
@@ -19,6 +20,72 @@ use crate::types::{Entry, GroupId, LogId, StorageError, TypeConfig, Vote};
 pub struct RocksLogStore {
     storage: Arc<RocksStorage>,
     group: GroupId,
+    tail: Arc<Mutex<TailCache>>,
+}
+
+/// The most recently appended entries, contiguous by index. openraft reads every entry back right
+/// after appending it (to replicate and to apply); serving those reads from memory saves a RocksDB
+/// iterator and a decode per entry. RocksDB stays the source of truth: a miss reads it.
+#[derive(Default)]
+struct TailCache {
+    entries: VecDeque<Entry>,
+}
+
+impl TailCache {
+    const CAPACITY: usize = 1024;
+
+    fn push(&mut self, entry: &Entry) {
+        let index = entry.get_log_id().index;
+        if self
+            .entries
+            .back()
+            .is_some_and(|last| last.get_log_id().index + 1 != index)
+        {
+            self.entries.clear();
+        }
+        self.entries.push_back(entry.clone());
+        if self.entries.len() > Self::CAPACITY {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Drop entries at and after `index` (log truncation).
+    fn truncate(&mut self, index: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|e| e.get_log_id().index >= index)
+        {
+            self.entries.pop_back();
+        }
+    }
+
+    /// Drop entries up to and including `index` (log purge).
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.get_log_id().index <= index)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// The entries `[start, end)` if all of them are cached.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.get_log_id().index;
+        let last = self.entries.back()?.get_log_id().index;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        let from = (start - first) as usize;
+        Some(
+            self.entries
+                .range(from..from + (end - start) as usize)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
@@ -35,7 +102,11 @@ fn write_err(e: impl ToString) -> StorageError {
 
 impl RocksLogStore {
     pub(super) fn new(storage: Arc<RocksStorage>, group: GroupId) -> Self {
-        RocksLogStore { storage, group }
+        RocksLogStore {
+            storage,
+            group,
+            tail: Arc::default(),
+        }
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(
@@ -105,6 +176,16 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
             Bound::Excluded(&i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.checked_add(1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        if let Some(end) = end {
+            if let Some(hit) = self.tail.lock().ok().and_then(|t| t.get(start, end)) {
+                return Ok(hit);
+            }
+        }
         let cf = self.storage.cf(keys::CF_RAFT_LOG);
         let start_key = keys::log_key(self.group, start);
         let prefix = keys::group_prefix(self.group);
@@ -153,15 +234,9 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         self.get_state(keys::STATE_VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_state(keys::STATE_COMMITTED, &committed, false)
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
-            .get_state::<Option<LogId>>(keys::STATE_COMMITTED)?
-            .flatten())
-    }
+    // `save_committed`/`read_committed` keep openraft's defaults (not persisted): persisting the
+    // commit index would cost one more RocksDB write per entry, and after a restart the entries
+    // between `last_applied` and the commit index are re-committed by the next leader anyway.
 
     async fn append<I>(
         &mut self,
@@ -174,10 +249,13 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     {
         let cf = self.storage.cf(keys::CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries {
+            tail.push(&entry);
             let key = keys::log_key(self.group, entry.get_log_id().index);
             batch.put_cf(cf, key, encode(&entry).map_err(write_err)?);
         }
+        drop(tail);
         // Visible to readers now; durable (and acknowledged) once the syncer has synced the WAL.
         self.storage.db().write(batch).map_err(write_err)?;
         self.storage.queue_flush(callback);
@@ -185,6 +263,9 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.truncate(log_id.index);
+        }
         let cf = self.storage.cf(keys::CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
@@ -196,6 +277,9 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.purge(log_id.index);
+        }
         let cf = self.storage.cf(keys::CF_RAFT_LOG);
         let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
         let mut batch = WriteBatch::default();

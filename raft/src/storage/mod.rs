@@ -73,9 +73,16 @@ impl RocksStorage {
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         opts.increase_parallelism(2);
+        // WAL records stay in RocksDB's buffer until the syncer flushes them: one write(2)+fsync per
+        // group commit instead of a write(2) per batch. Nothing is acknowledged before that flush.
+        opts.set_manual_wal_flush(true);
         let cfs = keys::ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Most point reads during apply look for keys that do not exist yet (a new user's
+            // record): a memtable bloom filter answers those without walking the skip list.
+            cf.set_memtable_whole_key_filtering(true);
+            cf.set_memtable_prefix_bloom_ratio(0.05);
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
@@ -179,7 +186,7 @@ impl WalSyncer {
                 while let Ok(first) = rx.recv() {
                     let mut pending = vec![first];
                     pending.extend(rx.try_iter());
-                    let result = if sync { db.flush_wal(true) } else { Ok(()) };
+                    let result = db.flush_wal(sync);
                     metrics::counter!(crate::metrics::WAL_SYNCS).increment(1);
                     metrics::histogram!(crate::metrics::WAL_SYNC_BATCH)
                         .record(pending.len() as f64);

@@ -284,18 +284,21 @@ impl RocksStateMachine {
         })
     }
 
-    fn put_bookkeeping(&self, batch: &mut WriteBatch) -> Result<()> {
+    /// Record `last_applied`, and the membership when it changed.
+    fn put_bookkeeping(&self, batch: &mut WriteBatch, membership_changed: bool) -> Result<()> {
         let cf = self.storage.cf(keys::CF_RAFT_STATE);
         batch.put_cf(
             cf,
             keys::state_key(self.group, keys::STATE_SM_APPLIED),
             encode(&self.last_applied)?,
         );
-        batch.put_cf(
-            cf,
-            keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
-            encode(&self.membership)?,
-        );
+        if membership_changed {
+            batch.put_cf(
+                cf,
+                keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
+                encode(&self.membership)?,
+            );
+        }
         Ok(())
     }
 }
@@ -315,6 +318,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         let storage = self.storage.clone();
         let mut state = GroupBatch::new(&storage, self.group);
         let mut replies = Vec::new();
+        let mut membership_changed = false;
         for entry in entries {
             let log_id = *entry.get_log_id();
             match entry.payload {
@@ -324,6 +328,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m);
+                    membership_changed = true;
                     replies.push(Payload::default());
                 }
             }
@@ -331,7 +336,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         }
         let mut batch = WriteBatch::default();
         state.write_into(&mut batch);
-        self.put_bookkeeping(&mut batch)
+        self.put_bookkeeping(&mut batch, membership_changed)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         storage
             .db()
@@ -371,7 +376,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.put_bookkeeping(&mut batch)
+        self.put_bookkeeping(&mut batch, true)
             .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),

@@ -25,7 +25,9 @@ pub struct TransportConfig {
     /// detect a dead peer even when no call is in flight.
     pub keep_alive_ms: u64,
     /// A connection with no packet from the peer for this long is considered dead; the next call
-    /// dials a fresh one. Also bounds how long a handshake to a silent address can take.
+    /// dials a fresh one. Also bounds how long a handshake to a silent address can take. Kept
+    /// short (4 s, four keep-alives) because a peer that crashed and restarted on the same address
+    /// cannot reset the old connection: until this fires, calls to it time out.
     pub idle_timeout_ms: u64,
     /// How long `shutdown` waits for in-flight streams and connection close to drain.
     pub shutdown_grace_ms: u64,
@@ -37,7 +39,7 @@ impl Default for TransportConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_concurrent_streams: 1024,
             keep_alive_ms: 1_000,
-            idle_timeout_ms: 10_000,
+            idle_timeout_ms: 4_000,
             shutdown_grace_ms: 2_000,
         }
     }

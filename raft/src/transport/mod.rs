@@ -23,7 +23,7 @@
 //!   when found closed (peer shut down, idle timeout, TLS failure). Concurrent callers that find no
 //!   live connection coalesce on one dial. Two nodes calling each other use two connections, one
 //!   per direction; that keeps ownership simple and costs one extra handshake per pair.
-//! * **Liveness.** Keep-alive pings every ~1 s and a ~10 s idle timeout (see [`TransportConfig`])
+//! * **Liveness.** Keep-alive pings every ~1 s and a ~4 s idle timeout (see [`TransportConfig`])
 //!   make a silently dead peer's connection close on its own; a peer that shuts down cleanly closes
 //!   its connections at once. A peer that crashed and restarted on the same address is noticed when
 //!   the old connection idles out; calls in between time out.
