@@ -100,3 +100,36 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_file_keeps_defaults_for_the_rest() {
+        let c: Config = toml::from_str("id = 3\nshards = 16\nhttp = \"0.0.0.0:9000\"\n").unwrap();
+        assert_eq!((c.id, c.shards, c.http.port()), (3, 16, 9000));
+        assert_eq!(c.replication, Config::default().replication);
+        assert!(c.sync_wal);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        assert!(toml::from_str::<Config>("shard = 16\n").is_err());
+    }
+
+    #[test]
+    fn validate_rejects_impossible_settings() {
+        let bad = [
+            Config { id: 0, ..Config::default() },
+            Config { shards: 0, ..Config::default() },
+            Config { replication: 0, ..Config::default() },
+            Config { secret_key: Some("pk_wrong".into()), ..Config::default() },
+            Config { log_format: "xml".into(), ..Config::default() },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}

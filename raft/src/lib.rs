@@ -25,5 +25,7 @@ pub mod types;
 
 pub use error::{Error, Result};
 pub use raft_node::{AppHandler, GroupHandle, RaftNode, RaftTiming};
-pub use storage::{GroupBatch, GroupReader, RocksStorage, StateMachineLogic, StorageConfig};
+pub use storage::{
+    GroupBatch, GroupReader, GroupState, RocksStorage, StateMachineLogic, StorageConfig,
+};
 pub use types::{GroupId, NodeId, Payload, Raft, TypeConfig};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_raft::storage::{GroupBatch, StateMachineLogic};
+use herald_raft::storage::{GroupBatch, GroupState, StateMachineLogic};
 use herald_raft::transport::ClusterCa;
 use herald_raft::{GroupId, Payload, RaftNode, RaftTiming, RocksStorage, StorageConfig};
 use openraft::storage::RaftLogStorage;

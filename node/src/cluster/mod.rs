@@ -38,7 +38,7 @@ pub use executor::now_ms;
 use executor::{ProposeError, ShardExecutorHandle};
 use rpc::{GroupStatus, NodeReply, NodeRequest};
 pub use start::JoinRequest;
-use state_machines::ReaderStore;
+use state_machines::ShardStore;
 
 /// How long a request keeps retrying to reach a group's leader (elections take 1-2 s).
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -276,7 +276,7 @@ impl Cluster {
                 if let Some(reply) = read_barrier(&g).await {
                     return reply;
                 }
-                NodeReply::Shard(herald_shard::query(&ReaderStore(&g.reader), &query))
+                NodeReply::Shard(herald_shard::query(&ShardStore(&g.reader), &query))
             }
             NodeRequest::MetaWrite { cmd } => {
                 let entry = MetaEntry {

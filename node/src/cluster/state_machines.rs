@@ -1,7 +1,9 @@
 //! The application halves of the shard state machines: decode a [`ShardEntry`], run
 //! `herald_shard::apply` for each command over the group's state, encode the replies.
 
-use herald_raft::{GroupBatch, GroupReader, StateMachineLogic};
+#[cfg(doc)]
+use herald_raft::GroupReader;
+use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
 use herald_shard::{ShardReply, Store, StoreRead};
 
 use super::executor::ShardEntry;
@@ -11,10 +13,11 @@ fn store_err(e: herald_raft::Error) -> herald_shard::Error {
     herald_shard::Error::Store(e.to_string())
 }
 
-/// `herald_shard::Store` over a group's apply batch (read-your-writes inside one entry).
-struct BatchStore<'a, 'b>(&'a mut GroupBatch<'b>);
+/// herald-shard's storage traits over a group's state: a [`GroupBatch`] during apply (read-your-
+/// writes inside one entry), a [`GroupReader`] for queries.
+pub struct ShardStore<T>(pub T);
 
-impl StoreRead for BatchStore<'_, '_> {
+impl<T: GroupState> StoreRead for ShardStore<T> {
     fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
         self.0.get(key).map_err(store_err)
     }
@@ -29,30 +32,12 @@ impl StoreRead for BatchStore<'_, '_> {
     }
 }
 
-impl Store for BatchStore<'_, '_> {
+impl Store for ShardStore<&mut GroupBatch<'_>> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.0.put(key, value)
     }
     fn delete(&mut self, key: &[u8]) {
         self.0.delete(key)
-    }
-}
-
-/// `herald_shard::StoreRead` over a group's applied state.
-pub struct ReaderStore<'a>(pub &'a GroupReader);
-
-impl StoreRead for ReaderStore<'_> {
-    fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
-        self.0.get(key).map_err(store_err)
-    }
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> herald_shard::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.0.scan(start, end, limit, reverse).map_err(store_err)
     }
 }
 
@@ -62,7 +47,7 @@ impl StateMachineLogic for ShardLogic {
     fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8> {
         let replies: Vec<ShardReply> = match codec::decode::<ShardEntry>(payload) {
             Ok(entry) => {
-                let mut store = BatchStore(state);
+                let mut store = ShardStore(state);
                 entry
                     .cmds
                     .iter()

@@ -16,7 +16,7 @@ mod keys;
 mod view;
 
 use herald_raft::transport::ClusterCa;
-use herald_raft::{GroupBatch, StateMachineLogic};
+use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ApiKeys;

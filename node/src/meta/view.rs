@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_raft::transport::ClusterCa;
-use herald_raft::GroupReader;
+use herald_raft::{GroupReader, GroupState};
 
 use super::{keys, ClusterInfo, Member};
 use crate::backend::ApiKeys;

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 
 pub use log_store::RocksLogStore;
-pub use state_machine::{GroupBatch, GroupReader, RocksStateMachine, StateMachineLogic};
+pub use state_machine::{
+    GroupBatch, GroupReader, GroupState, RocksStateMachine, StateMachineLogic,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{GroupId, TypeConfig};

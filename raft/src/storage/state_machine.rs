@@ -129,6 +129,56 @@ fn merged_scan(
     Ok(out)
 }
 
+/// A group's committed value for `key`.
+fn committed_get(storage: &RocksStorage, group: GroupId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let cf = storage.cf(keys::state_cf(group));
+    Ok(storage.db().get_cf(cf, keys::data_key(group, key))?)
+}
+
+/// Reads of one group's application keys (without the group prefix), whether during `apply`
+/// ([`GroupBatch`]) or afterwards ([`GroupReader`]).
+pub trait GroupState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Keys in `[start, end)`, ascending (or descending with `reverse`), at most `limit`.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+impl<T: GroupState + ?Sized> GroupState for &T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (**self).scan(start, end, limit, reverse)
+    }
+}
+
+impl<T: GroupState + ?Sized> GroupState for &mut T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (**self).scan(start, end, limit, reverse)
+    }
+}
+
 /// The application's view of a group during `apply`: reads see committed state plus this batch's own
 /// writes; writes are buffered and committed atomically with `last_applied`.
 pub struct GroupBatch<'a> {
@@ -148,35 +198,6 @@ impl<'a> GroupBatch<'a> {
 
     pub fn group(&self) -> GroupId {
         self.group
-    }
-
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.overlay.get(key) {
-            return Ok(v.clone());
-        }
-        let cf = self.storage.cf(keys::state_cf(self.group));
-        Ok(self
-            .storage
-            .db()
-            .get_cf(cf, keys::data_key(self.group, key))?)
-    }
-
-    pub fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        merged_scan(
-            self.storage,
-            self.group,
-            &self.overlay,
-            start,
-            end,
-            limit,
-            reverse,
-        )
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
@@ -199,6 +220,33 @@ impl<'a> GroupBatch<'a> {
     }
 }
 
+impl GroupState for GroupBatch<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => committed_get(self.storage, self.group, key),
+        }
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        merged_scan(
+            self.storage,
+            self.group,
+            &self.overlay,
+            start,
+            end,
+            limit,
+            reverse,
+        )
+    }
+}
+
 /// Read access to a group's applied state (for queries after a linearizable read barrier).
 #[derive(Clone)]
 pub struct GroupReader {
@@ -210,16 +258,14 @@ impl GroupReader {
     pub(super) fn new(storage: Arc<RocksStorage>, group: GroupId) -> Self {
         GroupReader { storage, group }
     }
+}
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let cf = self.storage.cf(keys::state_cf(self.group));
-        Ok(self
-            .storage
-            .db()
-            .get_cf(cf, keys::data_key(self.group, key))?)
+impl GroupState for GroupReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        committed_get(&self.storage, self.group, key)
     }
 
-    pub fn scan(
+    fn scan(
         &self,
         start: &[u8],
         end: &[u8],
