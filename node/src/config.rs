@@ -122,11 +122,26 @@ mod tests {
     #[test]
     fn validate_rejects_impossible_settings() {
         let bad = [
-            Config { id: 0, ..Config::default() },
-            Config { shards: 0, ..Config::default() },
-            Config { replication: 0, ..Config::default() },
-            Config { secret_key: Some("pk_wrong".into()), ..Config::default() },
-            Config { log_format: "xml".into(), ..Config::default() },
+            Config {
+                id: 0,
+                ..Config::default()
+            },
+            Config {
+                shards: 0,
+                ..Config::default()
+            },
+            Config {
+                replication: 0,
+                ..Config::default()
+            },
+            Config {
+                secret_key: Some("pk_wrong".into()),
+                ..Config::default()
+            },
+            Config {
+                log_format: "xml".into(),
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

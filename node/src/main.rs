@@ -145,7 +145,8 @@ fn abort_on_panic() {
     }));
 }
 
-async fn run_node(config: Config) -> Result<()> {
+/// `dev` prints the environment's keys at every start, so a developer can always copy them.
+async fn run_node(config: Config, print_keys: bool) -> Result<()> {
     install_tracing(&config.log_format);
     abort_on_panic();
     let _ = herald_node::metrics::prometheus();
@@ -166,6 +167,13 @@ async fn run_node(config: Config) -> Result<()> {
         node.cluster.node_id(),
         node.http_addr
     );
+    if print_keys {
+        if let Some(keys) = node.cluster.view().api_keys() {
+            println!("herald: HERALD_SECRET_KEY={}", keys.secret_key);
+            println!("herald: HERALD_PUBLIC_KEY={}", keys.public_key);
+            println!("herald: HERALD_SERVICE_TOKEN={}", keys.service_token);
+        }
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -241,9 +249,9 @@ async fn main() -> Result<()> {
                 service_token: std::env::var("HERALD_SERVICE_TOKEN").ok(),
                 ..Config::default()
             };
-            run_node(config).await
+            run_node(config, true).await
         }
-        Command::Start(a) => run_node(a.into_config()?).await,
+        Command::Start(a) => run_node(a.into_config()?, false).await,
         Command::Cluster {
             command: ClusterCommand::Status { addr, token },
         } => cluster_status(&addr, &token).await,
