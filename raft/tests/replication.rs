@@ -22,8 +22,20 @@ impl StateMachineLogic for Echo {
 }
 
 async fn node(ca: &ClusterCa, id: u64, dir: &std::path::Path) -> RaftNode {
-    let storage =
-        RocksStorage::open(&dir.join(format!("n{id}")), StorageConfig::default()).unwrap();
+    // After an in-process shutdown openraft's tasks release their storage handles a moment later,
+    // and RocksDB's LOCK with them: wait for it (a restarted process never has to).
+    let path = dir.join(format!("n{id}"));
+    let mut attempts = 0;
+    let storage = loop {
+        match RocksStorage::open(&path, StorageConfig::default()) {
+            Ok(s) => break s,
+            Err(_) if attempts < 100 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    };
     let timing = RaftTiming {
         heartbeat_ms: 100,
         election_min_ms: 400,
