@@ -322,6 +322,51 @@ async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
     assert!(metrics.contains("herald_raft_wal_syncs_total"), "{metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly_and_a_restart_keeps_the_data() {
+    let root = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut nodes = start_cluster(root.path(), 1, SHARDS).await;
+    let url = nodes[0].url();
+    let r = client
+        .call(
+            "PUT",
+            &format!("{url}/v1/users/carol"),
+            Some(json!({"name": "Carol"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    tracing_phase("SIGTERM: ordered shutdown, exit status 0");
+    let status = nodes[0].terminate(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        nodes[0].log_tail()
+    );
+
+    tracing_phase("restart from the same data dir");
+    nodes[0].start();
+    eventually(Duration::from_secs(60), "restarted node ready", || async {
+        client.ready(&url).await.then_some(())
+    })
+    .await;
+    let r = eventually(
+        Duration::from_secs(30),
+        "carol readable after restart",
+        || async {
+            let r = client
+                .call("GET", &format!("{url}/v1/users/carol"), None)
+                .await
+                .ok()?;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r.body["name"], "Carol");
+}
+
 fn tracing_phase(name: &str) {
     eprintln!("=== phase: {name}");
 }

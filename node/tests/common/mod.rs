@@ -108,6 +108,28 @@ impl HeraldProcess {
         }
     }
 
+    /// SIGTERM, then wait (bounded) for the process to exit; returns its exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                child.kill().unwrap();
+                panic!(
+                    "node {} did not exit within {timeout:?} of SIGTERM",
+                    self.id
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
