@@ -15,12 +15,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Herald's RocksDB storage could not be opened or written.
-    #[error("storage: {0}")]
-    Storage(#[from] herald_raft::Error),
-    /// Herald's QUIC transport failed to bind or to complete a call.
-    #[error("quic transport: {0}")]
-    Transport(#[from] herald_raft::transport::TransportError),
+    /// Herald's RocksDB storage or QUIC transport failed (open, write, bind, call).
+    #[error("herald-raft: {0}")]
+    Raft(#[from] herald_raft::Error),
     /// `herald-loadtest` is not where it was looked for.
     #[error("herald-loadtest not found at {0} (build it with `bash .ci/cargo build --release -p herald-loadtest`, or pass --herald-loadtest)")]
     LoadtestMissing(PathBuf),
@@ -52,8 +49,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::Io { .. } => "io",
-            Error::Storage(_) => "storage",
-            Error::Transport(_) => "transport",
+            Error::Raft(e) => e.code(),
             Error::LoadtestMissing(_) => "loadtest_missing",
             Error::LoadtestFailed { .. } => "loadtest_failed",
             Error::LoadtestTimeout(_) => "loadtest_timeout",

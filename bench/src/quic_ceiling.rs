@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use herald_raft::transport::{ClusterCa, QuicTransport, RpcHandler, TransportError};
+use herald_raft::transport::{ClusterCa, QuicTransport, RpcHandler};
+use herald_raft::Error as TransportError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

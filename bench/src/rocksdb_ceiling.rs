@@ -111,9 +111,9 @@ fn display_dir(dir: &Path) -> String {
 
 fn single_sync(storage: &RocksStorage, entry: &[u8], duration: Duration) -> Result<SingleSync> {
     let db = storage.db();
-    let cf = db
-        .cf_handle(keys::CF_RAFT_LOG)
-        .ok_or_else(|| herald_raft::Error::Io("raft_log column family missing".into()))?;
+    let cf = db.cf_handle(keys::CF_RAFT_LOG).ok_or_else(|| {
+        herald_raft::Error::Io(std::io::Error::other("raft_log column family missing"))
+    })?;
     let group = GroupId(1);
     let mut latencies_us = Vec::new();
     let start = Instant::now();
@@ -145,9 +145,9 @@ fn batched_sync(
     duration: Duration,
 ) -> Result<BatchedSync> {
     let db = storage.db();
-    let cf = db
-        .cf_handle(keys::CF_RAFT_LOG)
-        .ok_or_else(|| herald_raft::Error::Io("raft_log column family missing".into()))?;
+    let cf = db.cf_handle(keys::CF_RAFT_LOG).ok_or_else(|| {
+        herald_raft::Error::Io(std::io::Error::other("raft_log column family missing"))
+    })?;
     let stop = AtomicBool::new(false);
     let entries = AtomicU64::new(0);
     let start = Instant::now();

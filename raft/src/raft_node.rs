@@ -248,7 +248,7 @@ impl RaftNode {
         self.inner
             .groups
             .write()
-            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|_| Error::Shutdown)?
             .insert(group, handle.clone());
         Ok(handle)
     }
@@ -270,7 +270,7 @@ impl RaftNode {
             .inner
             .groups
             .write()
-            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|_| Error::Shutdown)?
             .remove(&group);
         if let Some(handle) = handle {
             handle

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use herald_raft::transport::{
-    ClusterCa, NodeIdentity, QuicTransport, RpcHandler, TransportConfig, TransportError, ALPN,
-    SERVER_NAME, STREAM_ERR_BAD_REQUEST, STREAM_ERR_RESPONSE_TOO_LARGE,
+    ClusterCa, NodeIdentity, QuicTransport, RpcHandler, TransportConfig, ALPN, SERVER_NAME,
+    STREAM_ERR_BAD_REQUEST, STREAM_ERR_RESPONSE_TOO_LARGE,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -186,7 +186,7 @@ async fn oversized_frames_are_refused() {
     assert!(
         matches!(
             err,
-            TransportError::FrameTooLarge {
+            herald_raft::Error::FrameTooLarge {
                 len: 1025,
                 max: 1024
             }
@@ -201,7 +201,7 @@ async fn oversized_frames_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, TransportError::Reset { code, .. } if code == u64::from(STREAM_ERR_RESPONSE_TOO_LARGE)),
+        matches!(err, herald_raft::Error::Reset { code, .. } if code == u64::from(STREAM_ERR_RESPONSE_TOO_LARGE)),
         "{err:?}"
     );
 
@@ -300,7 +300,7 @@ async fn calls_after_shutdown_fail() {
         .call(server.local_addr(), Bytes::from_static(b"x"), CALL_TIMEOUT)
         .await
         .unwrap_err();
-    assert!(matches!(err, TransportError::Shutdown), "{err:?}");
+    assert!(matches!(err, herald_raft::Error::Shutdown), "{err:?}");
     server.shutdown().await;
 }
 
@@ -346,7 +346,7 @@ async fn client_with_foreign_certificate_is_refused() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, TransportError::Tls { .. }), "{err:?}");
+    assert!(matches!(err, herald_raft::Error::Tls { .. }), "{err:?}");
     assert!(!err.is_retryable());
 
     // Same with a raw client that skips server verification entirely.
@@ -377,7 +377,7 @@ async fn server_with_foreign_certificate_is_refused() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, TransportError::Tls { .. }), "{err:?}");
+    assert!(matches!(err, herald_raft::Error::Tls { .. }), "{err:?}");
     assert_eq!(impostor_echo.calls(), 0);
 
     client.shutdown().await;

@@ -200,8 +200,7 @@ impl WalSyncer {
                         cb.log_io_completed(r);
                     }
                 }
-            })
-            .map_err(|e| Error::Io(e.to_string()))?;
+            })?;
         Ok((tx, thread))
     }
 }

@@ -9,9 +9,9 @@ use rcgen::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::error::Result;
 use super::identity::NodeIdentity;
 use super::SERVER_NAME;
+use crate::error::Result;
 
 /// Lifetime of the CA certificate. There is no rotation yet, so it is long.
 const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, TransportError};
+use crate::error::{Error, Result};
 
 /// Default maximum frame size: 64 MiB, so that a snapshot chunk fits in one request.
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 64 * 1024 * 1024;
@@ -48,7 +48,7 @@ impl Default for TransportConfig {
 impl TransportConfig {
     /// Checks the invariants `bind` relies on.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |msg: &str| Err(TransportError::InvalidConfig(msg.to_string()));
+        let invalid = |msg: &str| Err(Error::InvalidConfig(msg.to_string()));
         if self.max_frame_len == 0 {
             return invalid("max_frame_len must be > 0");
         }
@@ -82,7 +82,7 @@ impl TransportConfig {
     /// The quinn transport parameters shared by the server and client side of the endpoint.
     pub(crate) fn quinn_transport(&self) -> Result<Arc<quinn::TransportConfig>> {
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout())
-            .map_err(|_| TransportError::InvalidConfig("idle_timeout_ms is too large".into()))?;
+            .map_err(|_| Error::InvalidConfig("idle_timeout_ms is too large".into()))?;
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_bidi_streams(self.max_concurrent_streams.into())
             // Every exchange is a bidirectional stream; refuse unidirectional ones outright.

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::error::{Result, TransportError};
+use crate::error::{Error, Result};
 
 /// Size of the length prefix.
 pub(crate) const PREFIX_LEN: usize = 4;
@@ -40,7 +40,7 @@ where
     reader.read_exact(&mut prefix).await?;
     let len = u32::from_be_bytes(prefix);
     if len > max_len {
-        return Err(TransportError::FrameTooLarge {
+        return Err(Error::FrameTooLarge {
             len: len.into(),
             max: max_len,
         });
@@ -62,7 +62,7 @@ where
 pub(crate) fn checked_len(len: usize, max_len: u32) -> Result<u32> {
     match u32::try_from(len) {
         Ok(l) if l <= max_len => Ok(l),
-        _ => Err(TransportError::FrameTooLarge {
+        _ => Err(Error::FrameTooLarge {
             len: len as u64,
             max: max_len,
         }),
@@ -92,17 +92,14 @@ mod tests {
     async fn refuses_oversized_prefix_without_reading_payload() {
         let mut input: &[u8] = &[0xff, 0xff, 0xff, 0xff];
         let err = read_frame(&mut input, 1024).await.unwrap_err();
-        assert!(matches!(
-            err,
-            TransportError::FrameTooLarge { max: 1024, .. }
-        ));
+        assert!(matches!(err, Error::FrameTooLarge { max: 1024, .. }));
     }
 
     #[tokio::test]
     async fn refuses_oversized_payload_on_write() {
         let mut out = Vec::new();
         let err = write_frame(&mut out, &[0u8; 11], 10).await.unwrap_err();
-        assert!(matches!(err, TransportError::FrameTooLarge { len: 11, .. }));
+        assert!(matches!(err, Error::FrameTooLarge { len: 11, .. }));
         assert!(out.is_empty());
     }
 
@@ -111,7 +108,7 @@ mod tests {
         let mut input: &[u8] = &[0, 0, 0, 5, 1, 2];
         let err = read_frame(&mut input, 1024).await.unwrap_err();
         match err {
-            TransportError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            Error::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
             other => panic!("unexpected error {other:?}"),
         }
         let mut short_prefix: &[u8] = &[0, 0];

@@ -10,8 +10,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, TransportError};
 use super::ALPN;
+use crate::error::{Error, Result};
 
 /// What a node needs to join the mesh: the cluster CA certificate (its only trust root) and its own
 /// certificate and private key, all PEM. `Debug` does not print the key.
@@ -47,7 +47,7 @@ impl NodeIdentity {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| cert_error("node certificate", e))?;
         if chain.is_empty() {
-            return Err(TransportError::Certificate(
+            return Err(Error::Certificate(
                 "node certificate PEM holds no certificate".into(),
             ));
         }
@@ -56,7 +56,7 @@ impl NodeIdentity {
 
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| Error::Certificate(e.to_string()))?;
         let mut server = tls13_server(&provider)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())?;
@@ -81,8 +81,8 @@ fn tls13_server(
         .with_protocol_versions(&[&rustls::version::TLS13])?)
 }
 
-fn cert_error(what: &str, e: rustls_pki_types::pem::Error) -> TransportError {
-    TransportError::Certificate(format!("cannot parse {what}: {e}"))
+fn cert_error(what: &str, e: rustls_pki_types::pem::Error) -> Error {
+    Error::Certificate(format!("cannot parse {what}: {e}"))
 }
 
 #[cfg(test)]
@@ -96,9 +96,6 @@ mod tests {
             cert_pem: "nope".into(),
             key_pem: "nope".into(),
         };
-        assert!(matches!(
-            identity.tls_configs(),
-            Err(TransportError::Certificate(_))
-        ));
+        assert!(matches!(identity.tls_configs(), Err(Error::Certificate(_))));
     }
 }

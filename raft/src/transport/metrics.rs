@@ -5,7 +5,7 @@ use metrics::{describe_counter, describe_histogram, Unit};
 
 /// Outgoing calls started (counter).
 pub const CALLS_TOTAL: &str = "herald_transport_calls_total";
-/// Outgoing calls that failed, labelled `error` with [`TransportError::code`](super::TransportError::code) (counter).
+/// Outgoing calls that failed, labelled `error` with [`Error::code`](super::Error::code) (counter).
 pub const CALL_FAILURES_TOTAL: &str = "herald_transport_call_failures_total";
 /// Wall time of outgoing calls, successful or not, in seconds (histogram).
 pub const CALL_DURATION_SECONDS: &str = "herald_transport_call_duration_seconds";

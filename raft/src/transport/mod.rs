@@ -33,7 +33,7 @@
 //! * **Framing.** A frame is a `u32` big-endian length followed by that many bytes; see
 //!   [`frame`](self::frame). Frames above [`TransportConfig::max_frame_len`] (default
 //!   [`DEFAULT_MAX_FRAME_LEN`], 64 MiB, enough for a snapshot chunk) are refused: locally with
-//!   [`TransportError::FrameTooLarge`], remotely by resetting the stream with
+//!   [`Error::FrameTooLarge`], remotely by resetting the stream with
 //!   [`STREAM_ERR_BAD_REQUEST`] / [`STREAM_ERR_RESPONSE_TOO_LARGE`].
 //! * **Authentication.** TLS 1.3 with the *ring* provider, ALPN [`ALPN`]. The server requires a
 //!   client certificate chaining to the cluster CA (the only root); the client verifies the server
@@ -41,12 +41,11 @@
 //!   [`ClusterCa::issue`]. A peer without such a certificate fails the handshake and never gets a
 //!   stream: connections are handed to the stream loop only after the handshake, including client
 //!   verification, has completed, and 0-RTT is disabled.
-//! * **Errors and metrics.** [`TransportError`] with `is_retryable()`; metric names in
+//! * **Errors and metrics.** the crate's [`Error`](crate::Error) with `is_retryable()`; metric names in
 //!   [`metrics`](self::metrics).
 
 mod ca;
 mod config;
-pub mod error;
 mod frame;
 mod identity;
 pub mod metrics;
@@ -57,7 +56,6 @@ use futures::future::BoxFuture;
 
 pub use ca::ClusterCa;
 pub use config::{TransportConfig, DEFAULT_MAX_FRAME_LEN};
-pub use error::{Result, TransportError};
 pub use identity::NodeIdentity;
 pub use quic::{QuicTransport, STREAM_ERR_BAD_REQUEST, STREAM_ERR_RESPONSE_TOO_LARGE};
 

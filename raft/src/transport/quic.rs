@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::config::TransportConfig;
-use super::error::{Result, TransportError};
 use super::identity::NodeIdentity;
 use super::metrics as m;
 use super::{frame, RpcHandler, SERVER_NAME};
+use crate::error::{Error, Result};
 
 /// Stream reset code: the request frame was malformed, truncated or above the size limit.
 pub const STREAM_ERR_BAD_REQUEST: u32 = 1;
@@ -85,12 +85,12 @@ impl QuicTransport {
         let transport = config.quinn_transport()?;
 
         let server_crypto = QuicServerConfig::try_from(server_tls)
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| Error::Certificate(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server_config.transport_config(transport.clone());
 
         let client_crypto = QuicClientConfig::try_from(client_tls)
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| Error::Certificate(e.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
         client_config.transport_config(transport);
 
@@ -135,7 +135,7 @@ impl QuicTransport {
         let started = Instant::now();
         let result = match tokio::time::timeout(timeout, self.call_inner(peer, request)).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout {
+            Err(_) => Err(Error::Timeout {
                 peer,
                 after: timeout,
             }),
@@ -149,7 +149,7 @@ impl QuicTransport {
 
     /// Stops accepting, closes every connection (peers see a clean close and re-dial later), and
     /// waits up to the configured grace period for tasks to finish. Idempotent. Calls made
-    /// afterwards fail with [`TransportError::Shutdown`].
+    /// afterwards fail with [`Error::Shutdown`].
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.shutdown.cancel();
@@ -197,7 +197,7 @@ impl QuicTransport {
     /// The live connection to `peer`, dialling one if there is none or the cached one has closed.
     async fn connection(&self, peer: SocketAddr) -> Result<Connection> {
         if self.inner.shutdown.is_cancelled() {
-            return Err(TransportError::Shutdown);
+            return Err(Error::Shutdown);
         }
         let slot = self
             .inner
@@ -226,8 +226,8 @@ impl QuicTransport {
             .endpoint
             .connect(peer, SERVER_NAME)
             .map_err(|e| match e {
-                quinn::ConnectError::EndpointStopping => TransportError::Shutdown,
-                other => TransportError::Connect {
+                quinn::ConnectError::EndpointStopping => Error::Shutdown,
+                other => Error::Connect {
                     peer,
                     reason: other.to_string(),
                 },
@@ -235,8 +235,8 @@ impl QuicTransport {
         let conn = connecting
             .await
             .map_err(|e| match connection_error(peer, &e) {
-                err @ (TransportError::Tls { .. } | TransportError::Shutdown) => err,
-                _ => TransportError::Connect {
+                err @ (Error::Tls { .. } | Error::Shutdown) => err,
+                _ => Error::Connect {
                     peer,
                     reason: e.to_string(),
                 },
@@ -347,20 +347,18 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
-fn connection_error(peer: SocketAddr, e: &ConnectionError) -> TransportError {
+fn connection_error(peer: SocketAddr, e: &ConnectionError) -> Error {
     match e {
-        ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
-            TransportError::Tls {
-                peer,
-                reason: e.to_string(),
-            }
-        }
-        ConnectionError::TransportError(t) if is_crypto(t.code) => TransportError::Tls {
+        ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => Error::Tls {
             peer,
             reason: e.to_string(),
         },
-        ConnectionError::LocallyClosed => TransportError::Shutdown,
-        _ => TransportError::Closed {
+        ConnectionError::TransportError(t) if is_crypto(t.code) => Error::Tls {
+            peer,
+            reason: e.to_string(),
+        },
+        ConnectionError::LocallyClosed => Error::Shutdown,
+        _ => Error::Closed {
             peer,
             reason: e.to_string(),
         },
@@ -368,15 +366,15 @@ fn connection_error(peer: SocketAddr, e: &ConnectionError) -> TransportError {
 }
 
 /// Maps a framing error on a quinn stream back to what happened on the connection.
-fn stream_error(peer: SocketAddr, e: TransportError) -> TransportError {
-    let TransportError::Io(io) = e else {
+fn stream_error(peer: SocketAddr, e: Error) -> Error {
+    let Error::Io(io) = e else {
         return e;
     };
     if let Some(source) = io.get_ref() {
         if let Some(read) = source.downcast_ref::<quinn::ReadError>() {
             match read {
                 quinn::ReadError::Reset(code) => {
-                    return TransportError::Reset {
+                    return Error::Reset {
                         peer,
                         code: code.into_inner(),
                     }
@@ -388,7 +386,7 @@ fn stream_error(peer: SocketAddr, e: TransportError) -> TransportError {
         if let Some(write) = source.downcast_ref::<quinn::WriteError>() {
             match write {
                 quinn::WriteError::Stopped(code) => {
-                    return TransportError::Reset {
+                    return Error::Reset {
                         peer,
                         code: code.into_inner(),
                     }
@@ -399,10 +397,10 @@ fn stream_error(peer: SocketAddr, e: TransportError) -> TransportError {
         }
     }
     if io.kind() == io::ErrorKind::UnexpectedEof {
-        return TransportError::Closed {
+        return Error::Closed {
             peer,
             reason: io.to_string(),
         };
     }
-    TransportError::Io(io)
+    Error::Io(io)
 }
