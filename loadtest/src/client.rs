@@ -176,6 +176,38 @@ async fn connect(authority: &str) -> Result<Conn, ErrorKind> {
 }
 
 /// One-off `GET path` on a fresh connection, returning the status code. Used for readiness probes.
+/// One-shot `GET path` with a bearer token on a fresh connection; the status and the body.
+pub async fn get_with_token(
+    authority: &str,
+    path: &str,
+    token: &str,
+    deadline: Instant,
+) -> Result<(u16, Bytes), ErrorKind> {
+    let attempt = async {
+        let mut conn = connect(authority).await?;
+        let request = Request::get(path)
+            .header(HOST, authority)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ErrorKind::Io)?;
+        let response = conn
+            .send_request(request)
+            .await
+            .map_err(|_| ErrorKind::Io)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| ErrorKind::Io)?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout_at(deadline, attempt)
+        .await
+        .unwrap_or(Err(ErrorKind::Timeout))
+}
+
 pub async fn get_status(authority: &str, path: &str, deadline: Instant) -> Result<u16, ErrorKind> {
     let attempt = async {
         let mut conn = connect(authority).await?;

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Nodes start one after another; each must answer `GET /readyz` with 200 before the next one
-//! joins (membership changes go through Raft one at a time). Every node gets the same generated
+//! joins (membership changes go through Raft one at a time); then `GET /v1/cluster` (service token)
+//! must show every shard with a leader and its full voter set, so no measurement includes the
+//! replicas moving onto joined nodes. Every node gets the same generated
 //! `HERALD_SECRET_KEY`, `HERALD_PUBLIC_KEY` and `HERALD_SERVICE_TOKEN`, runs in its node directory
 //! (so no stray `herald.toml` applies) without inherited identity/addressing `HERALD_*` variables,
 //! and logs stdout and stderr to `node-N.log`. Nodes run in their own
@@ -28,7 +30,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::get_status;
+use crate::client::{get_status, get_with_token};
 use crate::config::Target;
 use crate::error::{Error, Result};
 
@@ -217,7 +219,47 @@ impl LocalCluster {
             self.wait_ready(i, config.ready_timeout, cancel).await?;
             seed_url.get_or_insert_with(|| format!("http://{http}"));
         }
-        Ok(())
+        let replicas = config.nodes.min(config.replication.unwrap_or(3) as usize);
+        self.wait_placed(replicas, config.ready_timeout, cancel)
+            .await
+    }
+
+    /// Wait until `GET /v1/cluster` shows every shard with a leader and `replicas` voters: joined
+    /// nodes receive their shard replicas after they are ready, and a measurement taken meanwhile
+    /// would include the data movement.
+    async fn wait_placed(
+        &mut self,
+        replicas: usize,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let authority = self.nodes[0].http.to_string();
+        loop {
+            let probe_deadline = (Instant::now() + Duration::from_secs(2)).min(deadline);
+            let answer = get_with_token(
+                &authority,
+                "/v1/cluster",
+                &self.keys.service_token,
+                probe_deadline,
+            )
+            .await;
+            if let Ok((200, body)) = answer {
+                if shards_placed(&body, replicas) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(not_ready(format!(
+                    "shards did not reach {replicas} voters within {timeout:?} (see {})",
+                    self.nodes[0].log.display()
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = cancel.cancelled() => return Err(Error::Interrupted),
+            }
+        }
     }
 
     async fn wait_ready(
@@ -322,6 +364,20 @@ impl Drop for LocalCluster {
 }
 
 /// A start-up failure; [`LocalCluster::start`] fills in where the logs were kept.
+/// Whether a `/v1/cluster` body shows every shard with a leader and exactly `replicas` voters.
+fn shards_placed(body: &[u8], replicas: usize) -> bool {
+    let Ok(status) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let Some(shards) = status["shards"].as_array() else {
+        return false;
+    };
+    !shards.is_empty()
+        && shards
+            .iter()
+            .all(|s| s["leader"].is_u64() && s["voters"].as_array().map(Vec::len) == Some(replicas))
+}
+
 fn not_ready(reason: String) -> Error {
     Error::Spawn {
         reason,
