@@ -176,18 +176,20 @@ async fn connect(authority: &str) -> Result<Conn, ErrorKind> {
 }
 
 /// One-off `GET path` on a fresh connection, returning the status code. Used for readiness probes.
-/// One-shot `GET path` with a bearer token on a fresh connection; the status and the body.
-pub async fn get_with_token(
+/// One-shot `GET path` on a fresh connection, with a bearer token if given: the status and body.
+pub async fn get(
     authority: &str,
     path: &str,
-    token: &str,
+    token: Option<&str>,
     deadline: Instant,
 ) -> Result<(u16, Bytes), ErrorKind> {
     let attempt = async {
         let mut conn = connect(authority).await?;
-        let request = Request::get(path)
-            .header(HOST, authority)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        let mut request = Request::get(path).header(HOST, authority);
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|_| ErrorKind::Io)?;
         let response = conn
@@ -202,24 +204,6 @@ pub async fn get_with_token(
             .map_err(|_| ErrorKind::Io)?
             .to_bytes();
         Ok((status, body))
-    };
-    tokio::time::timeout_at(deadline, attempt)
-        .await
-        .unwrap_or(Err(ErrorKind::Timeout))
-}
-
-pub async fn get_status(authority: &str, path: &str, deadline: Instant) -> Result<u16, ErrorKind> {
-    let attempt = async {
-        let mut conn = connect(authority).await?;
-        let request = Request::get(path)
-            .header(HOST, authority)
-            .body(Full::new(Bytes::new()))
-            .map_err(|_| ErrorKind::Io)?;
-        let response = conn
-            .send_request(request)
-            .await
-            .map_err(|_| ErrorKind::Io)?;
-        Ok(response.status().as_u16())
     };
     tokio::time::timeout_at(deadline, attempt)
         .await

@@ -30,7 +30,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{get_status, get_with_token};
+use crate::client::get;
 use crate::config::Target;
 use crate::error::{Error, Result};
 
@@ -237,13 +237,8 @@ impl LocalCluster {
         let authority = self.nodes[0].http.to_string();
         loop {
             let probe_deadline = (Instant::now() + Duration::from_secs(2)).min(deadline);
-            let answer = get_with_token(
-                &authority,
-                "/v1/cluster",
-                &self.keys.service_token,
-                probe_deadline,
-            )
-            .await;
+            let token = Some(self.keys.service_token.as_str());
+            let answer = get(&authority, "/v1/cluster", token, probe_deadline).await;
             if let Ok((200, body)) = answer {
                 if shards_placed(&body, replicas) {
                     return Ok(());
@@ -280,7 +275,7 @@ impl LocalCluster {
                 )));
             }
             let probe_deadline = (Instant::now() + Duration::from_secs(1)).min(deadline);
-            if let Ok(200) = get_status(&authority, "/readyz", probe_deadline).await {
+            if let Ok((200, _)) = get(&authority, "/readyz", None, probe_deadline).await {
                 return Ok(());
             }
             if Instant::now() >= deadline {

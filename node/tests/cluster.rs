@@ -104,25 +104,9 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
-    nodes[victim].start();
+    let bob = restart_and_read(&mut nodes[victim], &client, "bob-while-down").await;
     let restarted = nodes[victim].url();
-    eventually(Duration::from_secs(60), "restarted node ready", || async {
-        client.ready(&restarted).await.then_some(())
-    })
-    .await;
-    let r = eventually(
-        Duration::from_secs(30),
-        "read through the restarted node",
-        || async {
-            let r = client
-                .call("GET", &format!("{restarted}/v1/users/bob-while-down"), None)
-                .await
-                .ok()?;
-            (r.status == 200).then_some(r)
-        },
-    )
-    .await;
-    assert_eq!(r.body["name"], "Bob");
+    assert_eq!(bob["name"], "Bob");
     eventually(
         Duration::from_secs(60),
         "all shards back to 3 voters with leaders",
@@ -347,24 +331,8 @@ async fn sigterm_shuts_down_cleanly_and_a_restart_keeps_the_data() {
     );
 
     tracing_phase("restart from the same data dir");
-    nodes[0].start();
-    eventually(Duration::from_secs(60), "restarted node ready", || async {
-        client.ready(&url).await.then_some(())
-    })
-    .await;
-    let r = eventually(
-        Duration::from_secs(30),
-        "carol readable after restart",
-        || async {
-            let r = client
-                .call("GET", &format!("{url}/v1/users/carol"), None)
-                .await
-                .ok()?;
-            (r.status == 200).then_some(r)
-        },
-    )
-    .await;
-    assert_eq!(r.body["name"], "Carol");
+    let carol = restart_and_read(&mut nodes[0], &client, "carol").await;
+    assert_eq!(carol["name"], "Carol");
 }
 
 fn tracing_phase(name: &str) {

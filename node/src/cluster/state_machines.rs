@@ -17,7 +17,11 @@ fn store_err(e: herald_raft::Error) -> herald_shard::Error {
 /// writes inside one entry), a [`GroupReader`] for queries.
 pub struct ShardStore<T>(pub T);
 
-impl<T: GroupState> StoreRead for ShardStore<T> {
+impl<T> StoreRead for ShardStore<T>
+where
+    T: std::ops::Deref,
+    T::Target: GroupState,
+{
     fn get(&self, key: &[u8]) -> herald_shard::Result<Option<Vec<u8>>> {
         self.0.get(key).map_err(store_err)
     }

@@ -274,3 +274,27 @@ pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<H
 async fn client_ready(client: &Client, url: &str) -> Option<()> {
     client.ready(url).await.then_some(())
 }
+
+/// (Re)start `node`, wait until it is ready, then read `user` through it (retrying while it
+/// catches up) and return the user.
+pub async fn restart_and_read(node: &mut HeraldProcess, client: &Client, user: &str) -> Value {
+    node.start();
+    let url = node.url();
+    eventually(Duration::from_secs(60), "restarted node ready", || async {
+        client.ready(&url).await.then_some(())
+    })
+    .await;
+    let r = eventually(
+        Duration::from_secs(30),
+        "read through the restarted node",
+        || async {
+            let r = client
+                .call("GET", &format!("{url}/v1/users/{user}"), None)
+                .await
+                .ok()?;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    r.body
+}

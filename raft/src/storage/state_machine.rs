@@ -149,36 +149,6 @@ pub trait GroupState {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
-impl<T: GroupState + ?Sized> GroupState for &T {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        (**self).get(key)
-    }
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        (**self).scan(start, end, limit, reverse)
-    }
-}
-
-impl<T: GroupState + ?Sized> GroupState for &mut T {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        (**self).get(key)
-    }
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        (**self).scan(start, end, limit, reverse)
-    }
-}
-
 /// The application's view of a group during `apply`: reads see committed state plus this batch's own
 /// writes; writes are buffered and committed atomically with `last_applied`.
 pub struct GroupBatch<'a> {
