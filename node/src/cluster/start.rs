@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_raft::transport::{ClusterCa, NodeIdentity};
+use herald_raft::transport::{ClusterCa, NodeIdentity, NodeKey};
 use herald_raft::{GroupId, RaftNode, RaftTiming, RocksStorage, StorageConfig};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
@@ -53,12 +53,16 @@ pub struct JoinRequest {
     pub id: u64,
     pub http: String,
     pub peer: String,
+    /// Hex of the joining node's public key (an uncompressed P-256 point). Its private key never
+    /// leaves the joining node.
+    pub public_key: String,
 }
 
-/// Reply to a join: the new node's certificate, signed by the cluster CA.
+/// Reply to a join: the new node's certificate, signed by the cluster CA, and the CA certificate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinReply {
-    pub identity: NodeIdentity,
+    pub ca_cert_pem: String,
+    pub cert_pem: String,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -105,10 +109,12 @@ async fn request_join(config: &Config) -> Result<NodeIdentity> {
             "joining needs the cluster's service token (HERALD_SERVICE_TOKEN)".into(),
         )
     })?;
+    let key = NodeKey::generate().map_err(|e| Error::Internal(e.to_string()))?;
     let body = JoinRequest {
         id: config.id,
         http: config.http_url(),
         peer: config.peer.to_string(),
+        public_key: hex::encode(&key.public_key),
     };
     let client = reqwest::Client::new();
     let mut last = String::new();
@@ -126,7 +132,7 @@ async fn request_join(config: &Config) -> Result<NodeIdentity> {
                     .json()
                     .await
                     .map_err(|e| Error::Internal(format!("join reply: {e}")))?;
-                return Ok(reply.identity);
+                return Ok(key.into_identity(reply.ca_cert_pem, reply.cert_pem));
             }
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
@@ -337,16 +343,21 @@ impl Cluster {
             .view
             .ca()
             .ok_or_else(|| Error::NotReady("meta not caught up".into()))?;
-        let identity = ca
-            .issue(request.id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let public_key = hex::decode(&request.public_key)
+            .map_err(|_| Error::InvalidParams("public_key must be hex".into()))?;
+        let cert_pem = ca
+            .certify(request.id, &public_key)
+            .map_err(|e| Error::InvalidParams(e.to_string()))?;
         self.meta_write(MetaCommand::AddNode {
             id: request.id,
             http: request.http,
             peer: request.peer,
         })
         .await?;
-        Ok(JoinReply { identity })
+        Ok(JoinReply {
+            ca_cert_pem: ca.cert_pem().to_string(),
+            cert_pem,
+        })
     }
 
     pub(crate) fn shutdown_token(&self) -> CancellationToken {

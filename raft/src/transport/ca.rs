@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::NodeIdentity;
 use super::SERVER_NAME;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Lifetime of the CA certificate. There is no rotation yet, so it is long.
 const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
@@ -47,11 +47,24 @@ impl ClusterCa {
         })
     }
 
-    /// Issues the certificate of node `node_id`: valid for both server and client auth, with the
-    /// fixed server name [`SERVER_NAME`] every node dials.
+    /// Issues the certificate of node `node_id` together with a fresh key (bootstrap, tests).
     pub fn issue(&self, node_id: u64) -> Result<NodeIdentity> {
+        let key = NodeKey::generate()?;
+        let cert_pem = self.certify(node_id, &key.public_key)?;
+        Ok(key.into_identity(self.cert_pem.clone(), cert_pem))
+    }
+
+    /// Signs node `node_id`'s certificate for a public key the node generated itself (an ECDSA
+    /// P-256 point, as [`NodeKey::public_key`]): the private key never leaves the joining node.
+    /// Valid for server and client auth, with the fixed server name every node presents.
+    pub fn certify(&self, node_id: u64, public_key: &[u8]) -> Result<String> {
+        // An uncompressed P-256 point: 0x04, then 32 bytes of x and 32 of y.
+        if public_key.len() != 65 || public_key[0] != 4 {
+            return Err(Error::Certificate(
+                "public key is not an uncompressed P-256 point".into(),
+            ));
+        }
         let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&self.key_pem)?);
-        let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
         params.distinguished_name = DistinguishedName::new();
         params
@@ -67,12 +80,8 @@ impl ClusterCa {
         let now = SystemTime::now();
         params.not_before = (now - CLOCK_SKEW).into();
         params.not_after = (now + NODE_VALIDITY).into();
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(NodeIdentity {
-            ca_cert_pem: self.cert_pem.clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        let cert = params.signed_by(&P256PublicKey(public_key), &issuer)?;
+        Ok(cert.pem())
     }
 
     /// The CA certificate, PEM-encoded: the only trust root of the cluster.
@@ -108,6 +117,45 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+/// A node's own key pair, generated where it will be used; only the public half travels.
+pub struct NodeKey {
+    key_pem: String,
+    /// The public key as an uncompressed P-256 point: what [`ClusterCa::certify`] signs.
+    pub public_key: Vec<u8>,
+}
+
+impl NodeKey {
+    pub fn generate() -> Result<Self> {
+        let key = KeyPair::generate()?;
+        Ok(NodeKey {
+            key_pem: key.serialize_pem(),
+            public_key: key.public_key_raw().to_vec(),
+        })
+    }
+
+    /// Combine with the certificate the CA signed for [`NodeKey::public_key`].
+    pub fn into_identity(self, ca_cert_pem: String, cert_pem: String) -> NodeIdentity {
+        NodeIdentity {
+            ca_cert_pem,
+            cert_pem,
+            key_pem: self.key_pem,
+        }
+    }
+}
+
+/// A public key received from a joining node, in the form rcgen signs.
+struct P256PublicKey<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for P256PublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +177,17 @@ mod tests {
         assert_eq!(back.cert_pem(), ca.cert_pem());
         back.issue(1).unwrap();
         assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn certifies_a_key_generated_elsewhere_and_refuses_garbage() {
+        let ca = ClusterCa::generate().unwrap();
+        let key = NodeKey::generate().unwrap();
+        let cert = ca.certify(3, &key.public_key).unwrap();
+        let identity = key.into_identity(ca.cert_pem().to_string(), cert);
+        identity.tls_configs().unwrap();
+        assert!(ca.certify(3, b"not a key").is_err());
+        assert!(ca.certify(3, &[4u8; 10]).is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ mod quic;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-pub use ca::ClusterCa;
+pub use ca::{ClusterCa, NodeKey};
 pub use config::{TransportConfig, DEFAULT_MAX_FRAME_LEN};
 pub use identity::NodeIdentity;
 pub use quic::{QuicTransport, STREAM_ERR_BAD_REQUEST, STREAM_ERR_RESPONSE_TOO_LARGE};
