@@ -11,7 +11,7 @@
 set -euo pipefail
 
 HERALD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HERALD_CACHE="${HERALD_CACHE:-$HOME/.cache/herald}"
+HERALD_CACHE="${HERALD_CACHE:-${HOME:-/root}/.cache/herald}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HERALD_CACHE/target}"
 mkdir -p "$HERALD_CACHE"
 
