@@ -109,16 +109,8 @@ fn duration_arg(d: Duration) -> OsString {
     format!("{}ms", d.as_millis()).into()
 }
 
-/// Latency percentiles in milliseconds (loadtest's `Percentiles`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencyMs {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-    pub mean: f64,
-}
+/// Latency percentiles in milliseconds, as `herald-loadtest` reports them.
+pub use herald_loadtest::stats::Percentiles as LatencyMs;
 
 /// The part of `herald-loadtest`'s JSON report this crate uses (unknown fields are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -71,8 +71,9 @@ pub(crate) fn record_latency(hist: &mut Histogram<u64>, latency: Duration) {
     hist.record(micros).expect("value is clamped into bounds");
 }
 
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Latency percentiles in milliseconds. Deserializable so tools reading `--out` reports
+/// (herald-bench) use this type rather than a copy of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,

@@ -52,11 +52,7 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
     let victim = nodes.iter().position(|n| n.id == leader).unwrap();
     nodes[victim].kill9();
     let killed_at = Instant::now();
-    let survivors: Vec<String> = nodes
-        .iter()
-        .filter(|n| n.is_running())
-        .map(|n| n.url())
-        .collect();
+    let survivors = live_urls(&nodes);
 
     // Writes and reads through the survivors succeed within 10 s.
     let mut i = 0;
@@ -144,13 +140,8 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
         if i == 300 {
             nodes[victim].kill9();
         }
-        let live: Vec<&String> = urls
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| nodes[*k].is_running())
-            .map(|(_, u)| u)
-            .collect();
-        let url = live[i as usize % live.len()];
+        let live = live_urls(&nodes);
+        let url = &live[i as usize % live.len()];
         let user = format!("user-{i}");
         match client
             .call(
@@ -174,14 +165,9 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
     );
 
     tracing_phase("every acknowledged write is readable through the survivors");
-    let live: Vec<&String> = urls
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| nodes[*k].is_running())
-        .map(|(_, u)| u)
-        .collect();
+    let live = live_urls(&nodes);
     for (k, user) in acked.iter().enumerate() {
-        let url = live[k % live.len()];
+        let url = &live[k % live.len()];
         let r = client
             .call("GET", &format!("{url}/v1/users/{user}"), None)
             .await
@@ -333,6 +319,15 @@ async fn sigterm_shuts_down_cleanly_and_a_restart_keeps_the_data() {
     tracing_phase("restart from the same data dir");
     let carol = restart_and_read(&mut nodes[0], &client, "carol").await;
     assert_eq!(carol["name"], "Carol");
+}
+
+/// The URLs of the nodes still running.
+fn live_urls(nodes: &[HeraldProcess]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.url())
+        .collect()
 }
 
 fn tracing_phase(name: &str) {

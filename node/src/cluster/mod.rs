@@ -415,56 +415,41 @@ fn unexpected(reply: NodeReply) -> Error {
     }
 }
 
-impl Backend for Cluster {
-    fn shard_for(&self, recipient_key: &str) -> ShardId {
-        let shards = self
-            .inner
+impl Cluster {
+    /// The shard count fixed at bootstrap (the configured one until meta has been applied).
+    fn shard_count(&self) -> u32 {
+        self.inner
             .view
             .info()
             .map(|i| i.shards)
-            .unwrap_or(self.inner.config.shards);
-        herald_shard::shard_of_slot(herald_shard::slot_of(recipient_key), shards)
+            .unwrap_or(self.inner.config.shards)
+    }
+
+    /// Send a shard request to the shard's leader and unwrap its reply.
+    async fn shard_call(&self, shard: ShardId, request: NodeRequest) -> Result<ShardReply> {
+        match self.call_leader(GroupId::shard(shard), request).await? {
+            NodeReply::Shard(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Backend for Cluster {
+    fn shard_for(&self, recipient_key: &str) -> ShardId {
+        herald_shard::shard_of_slot(herald_shard::slot_of(recipient_key), self.shard_count())
     }
 
     fn shards(&self) -> Vec<ShardId> {
-        let shards = self
-            .inner
-            .view
-            .info()
-            .map(|i| i.shards)
-            .unwrap_or(self.inner.config.shards);
-        (0..shards).collect()
+        (0..self.shard_count()).collect()
     }
 
     fn write(&self, shard: ShardId, cmd: ShardCommand) -> BackendFuture<'_, Result<ShardReply>> {
-        Box::pin(async move {
-            metrics::counter!(crate::metrics::SHARD_WRITES).increment(1);
-            match self
-                .call_leader(
-                    GroupId::shard(shard),
-                    NodeRequest::ShardWrite { shard, cmd },
-                )
-                .await?
-            {
-                NodeReply::Shard(r) => Ok(r),
-                other => Err(unexpected(other)),
-            }
-        })
+        metrics::counter!(crate::metrics::SHARD_WRITES).increment(1);
+        Box::pin(self.shard_call(shard, NodeRequest::ShardWrite { shard, cmd }))
     }
 
     fn read(&self, shard: ShardId, query: ShardQuery) -> BackendFuture<'_, Result<ShardReply>> {
-        Box::pin(async move {
-            match self
-                .call_leader(
-                    GroupId::shard(shard),
-                    NodeRequest::ShardRead { shard, query },
-                )
-                .await?
-            {
-                NodeReply::Shard(r) => Ok(r),
-                other => Err(unexpected(other)),
-            }
-        })
+        Box::pin(self.shard_call(shard, NodeRequest::ShardRead { shard, query }))
     }
 
     fn api_keys(&self) -> Option<ApiKeys> {
