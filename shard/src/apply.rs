@@ -48,6 +48,10 @@ struct StoredChannelData {
 
 /// Apply one replicated command. Never panics on any input; domain failures are reply variants.
 pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &ShardCommand) -> ShardReply {
+    if let ShardCommand::Runs(c) = cmd {
+        return crate::runs::apply(store, now_ms, c)
+            .unwrap_or_else(|e| ShardReply::StoreError(e.to_string()));
+    }
     let prepared = match prepare(cmd) {
         Ok(p) => p,
         Err(msg) => return ShardReply::Invalid(msg),
@@ -60,6 +64,10 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &ShardCommand) -> ShardRep
 
 /// Serve one read on applied state.
 pub fn query(store: &dyn StoreRead, q: &ShardQuery) -> ShardReply {
+    if let ShardQuery::Runs(rq) = q {
+        return crate::runs::query(store, rq)
+            .unwrap_or_else(|e| ShardReply::StoreError(e.to_string()));
+    }
     match run_query(store, q) {
         Ok(reply) => reply,
         Err(e) => ShardReply::StoreError(e.to_string()),
@@ -132,6 +140,7 @@ fn prepare_upsert(
 
 fn prepare(cmd: &ShardCommand) -> Check<Prepared> {
     Ok(match cmd {
+        ShardCommand::Runs(_) => return Err("runs commands are applied by crate::runs".into()),
         ShardCommand::Upsert(items) => Prepared::Upsert(
             items
                 .iter()
@@ -287,7 +296,7 @@ fn ensure_recipient(
 }
 
 /// Every row under `prefix`, in key order.
-fn scan_prefix(store: &dyn StoreRead, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn scan_prefix(store: &dyn StoreRead, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let end = keys::prefix_end(prefix);
     let mut out = Vec::new();
     let mut start = prefix.to_vec();
@@ -449,6 +458,18 @@ fn upsert(store: &mut dyn Store, now_ms: u64, u: PreparedUpsert) -> Result<Recip
     Ok(view(r, &rec, Vec::new()))
 }
 
+/// Identify one recipient (the inline identify of a trigger). `Ok(Err(_))`: refused, nothing written.
+pub(crate) fn identify(
+    store: &mut dyn Store,
+    now_ms: u64,
+    u: &crate::model::RecipientUpsert,
+) -> Result<Check<RecipientView>> {
+    match prepare_upsert(&u.recipient, &u.properties, &u.channel_data, &u.preferences) {
+        Ok(p) => upsert(store, now_ms, p).map(Ok),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
 fn execute(store: &mut dyn Store, now_ms: u64, cmd: Prepared) -> Result<ShardReply> {
     Ok(match cmd {
         Prepared::Upsert(items) => ShardReply::Recipients(
@@ -545,6 +566,7 @@ fn execute(store: &mut dyn Store, now_ms: u64, cmd: Prepared) -> Result<ShardRep
 
 fn run_query(store: &dyn StoreRead, q: &ShardQuery) -> Result<ShardReply> {
     Ok(match q {
+        ShardQuery::Runs(rq) => return crate::runs::query(store, rq),
         ShardQuery::Get {
             recipient,
             include_preferences,

@@ -7,6 +7,7 @@ use crate::model::{
     ChannelDataView, ListQuery, PreferenceEntry, RecipientRef, RecipientSnapshot, RecipientUpsert,
     RecipientView,
 };
+use crate::runs::{RunsCommand, RunsQuery, RunsReply};
 
 /// A write to one shard. Every recipient named must belong to that shard (the caller routes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,8 @@ pub enum ShardCommand {
         target: RecipientRef,
         from: RecipientSnapshot,
     },
+    /// Workflow runs, messages, feed and outbox ([`crate::runs`]). Reply: `Runs`.
+    Runs(RunsCommand),
 }
 
 /// A read on one shard's applied state.
@@ -75,6 +78,8 @@ pub enum ShardQuery {
     },
     /// Exact number of recipients of a collection on this shard. Reply: `Count`.
     Count { collection: String },
+    /// Runs, messages and feeds ([`crate::runs`]). Reply: `Runs`.
+    Runs(RunsQuery),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +93,7 @@ pub enum ShardReply {
     Snapshot(Option<RecipientSnapshot>),
     Unset(bool),
     Count(u64),
+    Runs(RunsReply),
     /// The recipient the request is about does not exist.
     NotFound,
     /// The command was refused before changing anything (bad id, malformed JSON document).

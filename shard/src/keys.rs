@@ -11,7 +11,21 @@
 //! 0x03 PREFERENCE_SET  | coll | id | set_id           -> preference set (JSON object, no `id`)
 //! 0x04 COLLECTION_INDEX| coll | inserted_ms u64 | id  -> empty   (insertion-order listing)
 //! 0x05 COLLECTION_COUNT| coll                         -> u64 BE  (exact recipients per collection)
+//! 0x10 MESSAGE         | msg_id                       -> StoredMessage (JSON)
+//! 0x11 RECIPIENT_MSG   | coll | id | msg_id           -> empty   (a recipient's messages, time-ordered)
+//! 0x12 FEED            | coll | id | channel | msg_id -> empty   (in-app feed items, time-ordered)
+//! 0x13 FEED_COUNTS     | coll | id | channel          -> FeedCounts (JSON; exact, kept by apply)
+//! 0x14 RUN             | run_id                       -> StoredRun (JSON)
+//! 0x15 CANCEL_INDEX    | workflow | cancel_key | run  -> empty   (runs a cancel can still stop)
+//! 0x16 IDEMPOTENCY     | key                          -> IdempotencyRecord (JSON)
+//! 0x17 OUTBOX          | due_ms u64 | msg_id          -> empty   (messages waiting for a provider send)
+//! 0x18 DELIVERY_LOG    | msg_id | seq u32             -> delivery log (JSON)
+//! 0x19 MESSAGE_EVENT   | msg_id | seq u32             -> message event (JSON)
+//! 0x1A TIMER           | due_ms u64 | run_id          -> empty   (paused runs to resume)
 //! ```
+//!
+//! Message and run ids are fixed-length, time-ordered strings ([`crate::ids`]), so the byte order of
+//! the rows keyed by them is time order.
 //!
 //! Users live in collection [`crate::USERS_COLLECTION`] (`$users`), tenants in `$tenants`.
 //! Invariant: a segment is at most [`MAX_SEGMENT_BYTES`]; callers validate before encoding
@@ -28,6 +42,18 @@ pub const TAG_PREFERENCE_SET: u8 = 0x03;
 pub const TAG_COLLECTION_INDEX: u8 = 0x04;
 /// Exact count of recipients per collection on this shard.
 pub const TAG_COLLECTION_COUNT: u8 = 0x05;
+
+pub const TAG_MESSAGE: u8 = 0x10;
+pub const TAG_RECIPIENT_MSG: u8 = 0x11;
+pub const TAG_FEED: u8 = 0x12;
+pub const TAG_FEED_COUNTS: u8 = 0x13;
+pub const TAG_RUN: u8 = 0x14;
+pub const TAG_CANCEL_INDEX: u8 = 0x15;
+pub const TAG_IDEMPOTENCY: u8 = 0x16;
+pub const TAG_OUTBOX: u8 = 0x17;
+pub const TAG_DELIVERY_LOG: u8 = 0x18;
+pub const TAG_MESSAGE_EVENT: u8 = 0x19;
+pub const TAG_TIMER: u8 = 0x1A;
 
 /// Largest string segment a key may carry (ids are validated to far less: 255 chars).
 pub const MAX_SEGMENT_BYTES: usize = u16::MAX as usize;
@@ -185,6 +211,70 @@ pub fn decode_count(value: &[u8]) -> Option<u64> {
     v.is_empty().then_some(n)
 }
 
+// ---- messages, runs and their indexes ----
+
+/// A one-segment row (`MESSAGE`, `RUN`, `IDEMPOTENCY`); the table prefix is `[tag]`.
+pub fn single(tag: u8, id: &str) -> Option<Vec<u8>> {
+    tagged(tag, &[id])
+}
+
+/// The id of a one-segment row.
+pub fn decode_single(tag: u8, key: &[u8]) -> Option<String> {
+    let (&t, mut rest) = key.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let id = take_segment(&mut rest)?;
+    rest.is_empty().then(|| id.to_owned())
+}
+
+/// A row or prefix made of string segments under `tag` (indexes: the last segment is the id).
+pub fn segments(tag: u8, parts: &[&str]) -> Option<Vec<u8>> {
+    tagged(tag, parts)
+}
+
+/// The last string segment of a `segments` key whose first `skip` segments are known.
+pub fn last_segment(key: &[u8], skip: usize) -> Option<String> {
+    let (_, mut rest) = key.split_first()?;
+    for _ in 0..skip {
+        take_segment(&mut rest)?;
+    }
+    let id = take_segment(&mut rest)?;
+    rest.is_empty().then(|| id.to_owned())
+}
+
+/// A time-ordered queue row: `tag | due_ms | id` (`OUTBOX`, `TIMER`).
+pub fn due(tag: u8, due_ms: u64, id: &str) -> Option<Vec<u8>> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&due_ms.to_be_bytes());
+    push_segment(&mut out, id)?;
+    Some(out)
+}
+
+/// The first key after every `due` row with `due_ms <= ms`.
+pub fn due_until(tag: u8, ms: u64) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&ms.saturating_add(1).to_be_bytes());
+    out
+}
+
+pub fn decode_due(tag: u8, key: &[u8]) -> Option<(u64, String)> {
+    let (&t, mut rest) = key.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let ms = take_u64(&mut rest)?;
+    let id = take_segment(&mut rest)?;
+    rest.is_empty().then(|| (ms, id.to_owned()))
+}
+
+/// A per-message sequence row: `tag | msg_id | seq` (`DELIVERY_LOG`, `MESSAGE_EVENT`).
+pub fn sequenced(tag: u8, id: &str, seq: u32) -> Option<Vec<u8>> {
+    let mut out = tagged(tag, &[id])?;
+    out.extend_from_slice(&seq.to_be_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +335,23 @@ mod tests {
             .unwrap()
             .starts_with(&[TAG_COLLECTION_COUNT]));
         assert_eq!(recipient("c", &"x".repeat(70_000)), None);
+    }
+
+    #[test]
+    fn message_tables_round_trip() {
+        let m = single(TAG_MESSAGE, "abc").unwrap();
+        assert_eq!(decode_single(TAG_MESSAGE, &m), Some("abc".into()));
+        assert_eq!(decode_single(TAG_RUN, &m), None);
+        let f = segments(TAG_FEED, &["$users", "u", "chan", "m1"]).unwrap();
+        assert_eq!(last_segment(&f, 3), Some("m1".into()));
+        assert!(f.starts_with(&segments(TAG_FEED, &["$users", "u", "chan"]).unwrap()));
+        let d = due(TAG_OUTBOX, 7, "m").unwrap();
+        assert_eq!(decode_due(TAG_OUTBOX, &d), Some((7, "m".into())));
+        assert!(d < due_until(TAG_OUTBOX, 7) && due_until(TAG_OUTBOX, 6) < d);
+        assert!(
+            sequenced(TAG_DELIVERY_LOG, "m", 1).unwrap()
+                < sequenced(TAG_DELIVERY_LOG, "m", 2).unwrap()
+        );
     }
 
     proptest::proptest! {

@@ -26,10 +26,12 @@
 pub mod apply;
 pub mod command;
 pub mod error;
+pub mod ids;
 pub mod json_merge;
 pub mod keys;
 pub mod model;
 pub mod placement;
+pub mod runs;
 pub mod store;
 
 pub use apply::{apply, query};

@@ -1,0 +1,316 @@
+//! Workflow recipient runs and messages: what crosses the network (commands, filters) and what is
+//! stored (rows as JSON).
+//!
+//! Network types are bincode-safe like [`crate::model`]: JSON documents travel as `String`s. Stored
+//! rows ([`StoredMessage`], [`StoredRun`]) are JSON and never cross the network as structs; replies
+//! carry them as JSON strings that the HTTP layer renders in Knock's shapes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{RecipientRef, RecipientUpsert};
+
+/// Delivery status of a message (knock-api.md §7). Exactly one at a time.
+pub const QUEUED: &str = "queued";
+pub const SENT: &str = "sent";
+pub const DELIVERED: &str = "delivered";
+pub const DELIVERY_ATTEMPTED: &str = "delivery_attempted";
+pub const UNDELIVERED: &str = "undelivered";
+pub const NOT_SENT: &str = "not_sent";
+
+/// The in-app channel type: its messages are feed items and count in the feed counters.
+pub const IN_APP_FEED: &str = "in_app_feed";
+
+/// The leader-evaluated effects of one trigger for one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// [`crate::ids::run_id`] of (workflow_run_id, recipient): a second copy is ignored.
+    pub run_id: String,
+    pub workflow_run_id: String,
+    pub workflow: String,
+    pub workflow_version: u64,
+    pub categories: Vec<String>,
+    pub recipient: RecipientRef,
+    pub actor: Option<RecipientRef>,
+    pub tenant: Option<String>,
+    pub cancellation_key: Option<String>,
+    /// Trigger data as the run ended (after `update_data` steps), a JSON object.
+    pub data: String,
+    /// Inline identify of the recipient carried by the trigger, applied before the run.
+    pub identify: Option<RecipientUpsert>,
+    pub status: RunStatus,
+    /// One per step the run went through, in order.
+    pub steps: Vec<RunStep>,
+    pub messages: Vec<NewMessage>,
+    /// A paused run resumes at this time (a delay step); the cancel index holds it until then.
+    pub resume_at_ms: Option<u64>,
+    /// Opaque resume state for a paused run (JSON), kept on the run row.
+    pub resume_state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    Completed,
+    Paused,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Paused => "paused",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What one step of a run did (becomes a run event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStep {
+    pub step_ref: String,
+    pub step_type: String,
+    /// `ok`, `skipped` or `error`.
+    pub status: String,
+    /// Event name, e.g. `message_created`, `step_skipped_conditions`, `template_error`.
+    pub event: String,
+    /// Details (JSON object): reason, error, message id, branch.
+    pub data: String,
+}
+
+/// A message the run created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub id: String,
+    pub channel_id: String,
+    pub channel_key: String,
+    pub channel_type: String,
+    pub step_ref: String,
+    pub branch_path: Vec<String>,
+    /// `queued` (goes to the outbox), `delivered` (in-app) or `not_sent` (sandbox).
+    pub status: String,
+    /// Rendered content (JSON object in the channel type's shape).
+    pub content: String,
+    /// `recipient_snapshot` (JSON object: user_id, email, name, ...).
+    pub recipient_snapshot: String,
+}
+
+/// Outcome of one delivery attempt, decided by the leader's dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DeliveryOutcome {
+    /// Accepted by the provider (email, sms, push, chat stop here).
+    Sent,
+    /// Confirmed delivered (webhook 2xx).
+    Delivered,
+    /// A retryable failure: try again at `retry_at_ms`.
+    Retry { retry_at_ms: u64, reason: String },
+    /// Terminal failure (or retries exhausted).
+    Undelivered { reason: String },
+}
+
+/// An engagement change on a message (knock-api.md §7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Engagement {
+    Seen,
+    Unseen,
+    Read,
+    Unread,
+    Archived,
+    Unarchived,
+    /// `metadata` is a JSON object or empty.
+    Interacted {
+        metadata: String,
+    },
+    LinkClicked,
+}
+
+impl Engagement {
+    /// Parse a Knock status path segment (`seen`, `unread`, `archive`, ...).
+    pub fn parse(action: &str) -> Option<Engagement> {
+        Some(match action {
+            "seen" => Engagement::Seen,
+            "unseen" => Engagement::Unseen,
+            "read" => Engagement::Read,
+            "unread" => Engagement::Unread,
+            "archived" | "archive" => Engagement::Archived,
+            "unarchived" | "unarchive" => Engagement::Unarchived,
+            "interacted" => Engagement::Interacted {
+                metadata: String::new(),
+            },
+            "link_clicked" => Engagement::LinkClicked,
+            _ => return None,
+        })
+    }
+
+    /// The message event type this change records.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Engagement::Seen => "message.seen",
+            Engagement::Unseen => "message.unseen",
+            Engagement::Read => "message.read",
+            Engagement::Unread => "message.unread",
+            Engagement::Archived => "message.archived",
+            Engagement::Unarchived => "message.unarchived",
+            Engagement::Interacted { .. } => "message.interacted",
+            Engagement::LinkClicked => "message.link_clicked",
+        }
+    }
+}
+
+/// Filters of message lists, feeds and bulk channel actions. Empty/None means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFilter {
+    /// Only this recipient's messages (uses the recipient index).
+    pub recipient: Option<RecipientRef>,
+    pub channel_id: Option<String>,
+    /// Delivery statuses.
+    pub statuses: Vec<String>,
+    /// Engagement statuses, each one of `seen unseen read unread archived unarchived interacted
+    /// link_clicked`; all must hold.
+    pub engagement: Vec<String>,
+    pub message_ids: Vec<String>,
+    /// Workflow key (`source`).
+    pub workflow: Option<String>,
+    pub workflow_categories: Vec<String>,
+    pub tenants: Vec<String>,
+    /// `Some(true)`: only messages with a tenant; `Some(false)`: only without.
+    pub has_tenant: Option<bool>,
+    pub workflow_run_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Flat JSON object: every pair must equal the message's trigger data.
+    pub trigger_data: Option<String>,
+    /// Inclusive/exclusive bounds on inserted time, in ms.
+    pub inserted_gte_ms: Option<u64>,
+    pub inserted_lt_ms: Option<u64>,
+    /// Archived selection for feeds: `exclude` (default), `include` or `only`.
+    pub archived: ArchivedFilter,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchivedFilter {
+    #[default]
+    Include,
+    Exclude,
+    Only,
+}
+
+/// A page of a time-ordered list: ids strictly between the bounds, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Only ids older than this one (Knock's `after` cursor on newest-first lists).
+    pub older_than: Option<String>,
+    /// Only ids newer than this one (Knock's `before`).
+    pub newer_than: Option<String>,
+    pub limit: u32,
+}
+
+/// Exact feed counters of one recipient on one in-app channel, kept by `apply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedCounts {
+    /// Not archived.
+    pub total: u64,
+    pub unread: u64,
+    pub unseen: u64,
+    /// Archived.
+    pub archived_total: u64,
+    pub archived_unread: u64,
+    pub archived_unseen: u64,
+}
+
+/// A message row. Times are ms since the epoch (leader time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub channel_id: String,
+    pub channel_key: String,
+    pub channel_type: String,
+    pub recipient: RecipientRef,
+    pub actors: Vec<RecipientRef>,
+    pub tenant: Option<String>,
+    pub workflow: String,
+    pub workflow_version: u64,
+    pub categories: Vec<String>,
+    pub step_ref: String,
+    pub branch_path: Vec<String>,
+    pub workflow_run_id: String,
+    pub run_id: String,
+    pub status: String,
+    pub seen_ms: Option<u64>,
+    pub read_ms: Option<u64>,
+    pub interacted_ms: Option<u64>,
+    pub link_clicked_ms: Option<u64>,
+    pub archived_ms: Option<u64>,
+    pub inserted_ms: u64,
+    pub updated_ms: u64,
+    pub data: Value,
+    pub content: Value,
+    pub metadata: Option<Value>,
+    pub recipient_snapshot: Value,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// The outbox row holding this message, while it waits for a send.
+    pub outbox_due_ms: Option<u64>,
+    /// Rows written under DELIVERY_LOG / MESSAGE_EVENT (next sequence numbers).
+    pub logs: u32,
+    pub events: u32,
+}
+
+impl StoredMessage {
+    pub fn is_in_app(&self) -> bool {
+        self.channel_type == IN_APP_FEED
+    }
+
+    /// Knock's `engagement_statuses`, in Knock's order.
+    pub fn engagement_statuses(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (set, name) in [
+            (self.seen_ms, "seen"),
+            (self.read_ms, "read"),
+            (self.interacted_ms, "interacted"),
+            (self.link_clicked_ms, "link_clicked"),
+            (self.archived_ms, "archived"),
+        ] {
+            if set.is_some() {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
+/// A recipient-run row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRun {
+    pub id: String,
+    pub workflow_run_id: String,
+    pub workflow: String,
+    pub workflow_version: u64,
+    pub recipient: RecipientRef,
+    pub actor: Option<RecipientRef>,
+    pub tenant: Option<String>,
+    pub cancellation_key: Option<String>,
+    pub status: String,
+    pub data: Value,
+    pub error_count: u32,
+    pub events: Vec<Value>,
+    pub message_ids: Vec<String>,
+    pub resume_at_ms: Option<u64>,
+    pub resume_state: Option<Value>,
+    pub inserted_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// An `Idempotency-Key` claim on the key's home shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub body_hash: String,
+    pub workflow_run_id: String,
+    pub expires_ms: u64,
+}
+
+/// A message due for a provider send (the dispatcher's work item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub due_ms: u64,
+    pub message_id: String,
+}

@@ -1,0 +1,331 @@
+//! Runs state machine: idempotent recording, exact feed counters, outbox lifecycle, cancel, and
+//! idempotency claims.
+
+use super::*;
+use crate::ids::{make_id, run_id};
+use crate::{apply as apply_cmd, query as run_q, MemStore, ShardCommand, ShardQuery, ShardReply};
+
+fn msg(id: &str, channel_type: &str, status: &str) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        channel_id: "chan-1".into(),
+        channel_key: "in-app".into(),
+        channel_type: channel_type.into(),
+        step_ref: "s1".into(),
+        branch_path: vec![],
+        status: status.into(),
+        content: r#"{"blocks":[]}"#.into(),
+        recipient_snapshot: r#"{"user_id":"u1"}"#.into(),
+    }
+}
+
+fn run(user: &str, wf_run: &str, messages: Vec<NewMessage>, status: RunStatus) -> NewRun {
+    NewRun {
+        run_id: run_id(1, 1, wf_run, user),
+        workflow_run_id: wf_run.into(),
+        workflow: "wf".into(),
+        workflow_version: 1,
+        categories: vec!["cat".into()],
+        recipient: RecipientRef::user(user),
+        actor: None,
+        tenant: None,
+        cancellation_key: Some("ck".into()),
+        data: r#"{"a":1}"#.into(),
+        identify: None,
+        status,
+        steps: vec![],
+        messages,
+        resume_at_ms: (status == RunStatus::Paused).then_some(50),
+        resume_state: None,
+    }
+}
+
+fn cmd(store: &mut MemStore, now: u64, c: RunsCommand) -> RunsReply {
+    match apply_cmd(store, now, &ShardCommand::Runs(c)) {
+        ShardReply::Runs(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn q(store: &MemStore, rq: RunsQuery) -> RunsReply {
+    match run_q(store, &ShardQuery::Runs(rq)) {
+        ShardReply::Runs(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn feed(store: &MemStore, archived: ArchivedFilter) -> (usize, FeedCounts) {
+    match q(
+        store,
+        RunsQuery::Feed {
+            recipient: RecipientRef::user("u1"),
+            channel_id: "chan-1".into(),
+            filter: MessageFilter {
+                archived,
+                ..Default::default()
+            },
+            page: Page {
+                limit: 50,
+                ..Default::default()
+            },
+        },
+    ) {
+        RunsReply::Feed { items, counts } => (items.len(), counts),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn recording_twice_creates_nothing_new() {
+    let mut s = MemStore::new();
+    let m1 = make_id(10, 1, [1; 10]);
+    let r = run(
+        "u1",
+        "wr",
+        vec![msg(&m1, IN_APP_FEED, DELIVERED)],
+        RunStatus::Completed,
+    );
+    assert_eq!(
+        cmd(&mut s, 10, RunsCommand::Record(vec![r.clone()])),
+        RunsReply::Recorded(vec![true])
+    );
+    let before = s.clone();
+    assert_eq!(
+        cmd(&mut s, 11, RunsCommand::Record(vec![r])),
+        RunsReply::Recorded(vec![false])
+    );
+    assert_eq!(s, before);
+    assert_eq!(feed(&s, ArchivedFilter::Exclude).1.total, 1);
+}
+
+#[test]
+fn feed_counters_follow_engagement_exactly() {
+    let mut s = MemStore::new();
+    let ids: Vec<String> = (0..3).map(|i| make_id(10 + i, 1, [i as u8; 10])).collect();
+    let msgs = ids
+        .iter()
+        .map(|id| msg(id, IN_APP_FEED, DELIVERED))
+        .collect();
+    cmd(
+        &mut s,
+        10,
+        RunsCommand::Record(vec![run("u1", "wr", msgs, RunStatus::Completed)]),
+    );
+    let c = feed(&s, ArchivedFilter::Exclude).1;
+    assert_eq!((c.total, c.unread, c.unseen), (3, 3, 3));
+    let set = |s: &mut MemStore, ids: &[String], change| {
+        cmd(
+            s,
+            20,
+            RunsCommand::SetEngagement {
+                message_ids: ids.to_vec(),
+                change,
+            },
+        )
+    };
+    set(&mut s, &ids[..2], Engagement::Seen);
+    set(&mut s, &ids[..1], Engagement::Read);
+    set(&mut s, &ids[..1], Engagement::Read); // twice: no double count
+    set(&mut s, &ids[2..], Engagement::Archived);
+    let (n, c) = feed(&s, ArchivedFilter::Exclude);
+    assert_eq!((n, c.total, c.unread, c.unseen), (2, 2, 1, 0));
+    assert_eq!(
+        (c.archived_total, c.archived_unread, c.archived_unseen),
+        (1, 1, 1)
+    );
+    assert_eq!(feed(&s, ArchivedFilter::Only).0, 1);
+    let bulk = cmd(
+        &mut s,
+        30,
+        RunsCommand::BulkEngagement {
+            channel_id: "chan-1".into(),
+            filter: MessageFilter {
+                recipient: Some(RecipientRef::user("u1")),
+                ..Default::default()
+            },
+            change: Engagement::Read,
+        },
+    );
+    assert_eq!(bulk, RunsReply::Count(3));
+    let c = feed(&s, ArchivedFilter::Exclude).1;
+    assert_eq!((c.unread, c.archived_unread), (0, 0));
+}
+
+#[test]
+fn outbox_retries_then_finishes_once() {
+    let mut s = MemStore::new();
+    let m = make_id(10, 1, [9; 10]);
+    cmd(
+        &mut s,
+        10,
+        RunsCommand::Record(vec![run(
+            "u1",
+            "wr",
+            vec![msg(&m, "http", QUEUED)],
+            RunStatus::Completed,
+        )]),
+    );
+    assert_eq!(due_outbox(&s, 10, 10).unwrap().len(), 1);
+    let log = r#"{"request":{"method":"POST"},"response":{"status":500}}"#.to_string();
+    cmd(
+        &mut s,
+        11,
+        RunsCommand::Delivery {
+            message_id: m.clone(),
+            outcome: DeliveryOutcome::Retry {
+                retry_at_ms: 100,
+                reason: "500".into(),
+            },
+            logs: vec![log.clone()],
+        },
+    );
+    assert!(due_outbox(&s, 99, 10).unwrap().is_empty());
+    assert_eq!(due_outbox(&s, 100, 10).unwrap()[0].message_id, m);
+    cmd(
+        &mut s,
+        100,
+        RunsCommand::Delivery {
+            message_id: m.clone(),
+            outcome: DeliveryOutcome::Delivered,
+            logs: vec![log.clone()],
+        },
+    );
+    // A duplicate result after failover changes nothing.
+    cmd(
+        &mut s,
+        101,
+        RunsCommand::Delivery {
+            message_id: m.clone(),
+            outcome: DeliveryOutcome::Sent,
+            logs: vec![log],
+        },
+    );
+    let stored = load_message(&s, &m).unwrap().unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.attempts, stored.logs),
+        (DELIVERED, 2, 2)
+    );
+    assert!(due_outbox(&s, u64::MAX - 1, 10).unwrap().is_empty());
+    assert_eq!(
+        q(&s, RunsQuery::DeliveryLogs(m.clone())),
+        RunsReply::Rows(vec![
+            load_rows(&s, &m)[0].clone(),
+            load_rows(&s, &m)[1].clone()
+        ])
+    );
+}
+
+fn load_rows(s: &MemStore, m: &str) -> Vec<String> {
+    match q(s, RunsQuery::DeliveryLogs(m.into())) {
+        RunsReply::Rows(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cancel_stops_paused_runs_only() {
+    let mut s = MemStore::new();
+    cmd(
+        &mut s,
+        10,
+        RunsCommand::Record(vec![
+            run("u1", "a", vec![], RunStatus::Paused),
+            run("u2", "b", vec![], RunStatus::Completed),
+        ]),
+    );
+    assert_eq!(due_timers(&s, 50, 10).unwrap().len(), 1);
+    let n = cmd(
+        &mut s,
+        20,
+        RunsCommand::Cancel {
+            workflow: "wf".into(),
+            cancellation_key: "ck".into(),
+            recipients: vec![],
+        },
+    );
+    assert_eq!(n, RunsReply::Count(1));
+    assert!(due_timers(&s, 50, 10).unwrap().is_empty());
+    let resumed = cmd(
+        &mut s,
+        60,
+        RunsCommand::Resume {
+            run: run("u1", "a", vec![], RunStatus::Completed),
+        },
+    );
+    assert_eq!(
+        resumed,
+        RunsReply::Recorded(vec![false]),
+        "a cancelled run does not resume"
+    );
+}
+
+#[test]
+fn idempotency_claims_replay_and_refuse_other_bodies() {
+    let mut s = MemStore::new();
+    let claim = |hash: &str, id: &str| RunsCommand::ClaimIdempotency {
+        key: "k".into(),
+        body_hash: hash.into(),
+        workflow_run_id: id.into(),
+        expires_ms: 1000,
+    };
+    assert_eq!(
+        cmd(&mut s, 1, claim("h", "r1")),
+        RunsReply::Idempotency {
+            workflow_run_id: "r1".into(),
+            replayed: false
+        }
+    );
+    assert_eq!(
+        cmd(&mut s, 2, claim("h", "r2")),
+        RunsReply::Idempotency {
+            workflow_run_id: "r1".into(),
+            replayed: true
+        }
+    );
+    assert!(matches!(
+        apply_cmd(&mut s, 3, &ShardCommand::Runs(claim("other", "r3"))),
+        ShardReply::Invalid(_)
+    ));
+    assert_eq!(
+        cmd(&mut s, 1001, claim("other", "r4")),
+        RunsReply::Idempotency {
+            workflow_run_id: "r4".into(),
+            replayed: false
+        }
+    );
+}
+
+#[test]
+fn message_lists_page_newest_first() {
+    let mut s = MemStore::new();
+    let ids: Vec<String> = (0..5).map(|i| make_id(10 + i, 1, [i as u8; 10])).collect();
+    let msgs = ids.iter().map(|id| msg(id, "http", QUEUED)).collect();
+    cmd(
+        &mut s,
+        10,
+        RunsCommand::Record(vec![run("u1", "wr", msgs, RunStatus::Completed)]),
+    );
+    let page = |older: Option<String>| match q(
+        &s,
+        RunsQuery::Messages {
+            filter: MessageFilter::default(),
+            page: Page {
+                older_than: older,
+                newer_than: None,
+                limit: 2,
+            },
+        },
+    ) {
+        RunsReply::Messages(m) => m
+            .iter()
+            .map(|j| serde_json::from_str::<StoredMessage>(j).unwrap().id)
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(page(None), vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(
+        page(Some(ids[3].clone())),
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(page(Some(ids[1].clone())), vec![ids[0].clone()]);
+}
