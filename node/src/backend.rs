@@ -27,6 +27,25 @@ pub struct ApiKeys {
     pub service_token: String,
 }
 
+/// A delivery channel (knock-api.md §5.4), kept in the meta group. `settings` hold the provider's
+/// configuration including secrets: never render them to API clients.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelRecord {
+    /// UUID; routes accept the id or the key.
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    /// `email sms push chat in_app_feed http`.
+    pub channel_type: String,
+    /// Provider name, e.g. `smtp`, `sendgrid`, `twilio`, `fcm`, `apns`, `slack`, `webhook`, `knock` (in-app).
+    pub provider: String,
+    pub settings: serde_json::Value,
+    /// Sandbox channels record messages as `not_sent` without calling the provider.
+    pub sandbox: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
 pub trait Backend: Send + Sync + 'static {
     /// The shard that owns `recipient_key` (`user_id`, or `collection/id` for objects and tenants).
     fn shard_for(&self, recipient_key: &str) -> ShardId;
@@ -40,6 +59,25 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Linearizable read on `shard`: sees every write acknowledged before it was issued.
     fn read(&self, shard: ShardId, query: ShardQuery) -> BoxFuture<'_, Result<ShardReply, Error>>;
+
+    /// The shard holding a message, recipient run or other Herald id (`None`: not a Herald id).
+    fn shard_for_id(&self, id: &str) -> Option<ShardId> {
+        let slot = herald_shard::ids::slot_of_id(id)?;
+        Some(herald_shard::shard_of_slot(
+            slot,
+            self.shards().len() as u32,
+        ))
+    }
+
+    /// Every channel, ordered by key (a local read of the meta group).
+    fn channels(&self) -> Vec<ChannelRecord>;
+
+    /// A channel by id or key.
+    fn channel(&self, id_or_key: &str) -> Option<ChannelRecord> {
+        self.channels()
+            .into_iter()
+            .find(|c| c.id == id_or_key || c.key == id_or_key)
+    }
 
     /// The environment's API keys (a local read of the meta group).
     fn api_keys(&self) -> Option<ApiKeys>;

@@ -456,6 +456,10 @@ impl Backend for Cluster {
         self.inner.view.api_keys()
     }
 
+    fn channels(&self) -> Vec<crate::backend::ChannelRecord> {
+        self.inner.view.channels()
+    }
+
     fn meta_put(
         &self,
         table: &str,

@@ -58,6 +58,7 @@ impl TestBackend {
             | ShardCommand::UnsetPreferences { recipient, .. } => vec![recipient],
             ShardCommand::SetPreferences { recipients, .. } => recipients.iter().collect(),
             ShardCommand::MergeInto { target, .. } => vec![target],
+            ShardCommand::Runs(_) => vec![],
         };
         for r in refs {
             assert_eq!(self.owner(r), shard, "{r:?} sent to the wrong shard");
@@ -84,6 +85,36 @@ impl Backend for TestBackend {
     fn read(&self, shard: ShardId, q: ShardQuery) -> BoxFuture<'_, Result<ShardReply, Error>> {
         let reply = query(&*self.stores[shard as usize].lock().unwrap(), &q);
         Box::pin(async move { Ok(reply) })
+    }
+
+    fn channels(&self) -> Vec<crate::backend::ChannelRecord> {
+        let channel = |id: &str, key: &str, channel_type: &str, provider: &str| {
+            crate::backend::ChannelRecord {
+                id: id.into(),
+                key: key.into(),
+                name: key.into(),
+                channel_type: channel_type.into(),
+                provider: provider.into(),
+                settings: Value::Null,
+                sandbox: false,
+                created_ms: 0,
+                updated_ms: 0,
+            }
+        };
+        vec![
+            channel(
+                "7b5c1a4e-0000-4000-8000-000000000001",
+                "in-app",
+                "in_app_feed",
+                "knock",
+            ),
+            channel(
+                "7b5c1a4e-0000-4000-8000-000000000002",
+                "webhook",
+                "http",
+                "webhook",
+            ),
+        ]
     }
 
     fn api_keys(&self) -> Option<ApiKeys> {

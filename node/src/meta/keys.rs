@@ -46,6 +46,17 @@ pub fn record(table: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// `[start, end)` of every record of `table`.
+pub fn record_range(table: &str) -> (Vec<u8>, Vec<u8>) {
+    let start = record(table, "");
+    let mut end = start.clone();
+    // `table | 0x00` -> `table | 0x01`: the byte after the separator bounds the table.
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    (start, end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ApiKeys;
 pub use view::MetaView;
 
+/// Meta table of [`crate::backend::ChannelRecord`]s, keyed by channel key.
+pub const CHANNELS_TABLE: &str = "channels";
+
 /// Fixed at bootstrap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {

@@ -7,7 +7,7 @@ use herald_raft::transport::ClusterCa;
 use herald_raft::{GroupReader, GroupState};
 
 use super::{keys, ClusterInfo, Member};
-use crate::backend::ApiKeys;
+use crate::backend::{ApiKeys, ChannelRecord};
 
 #[derive(Clone)]
 pub struct MetaView {
@@ -70,6 +70,26 @@ impl MetaView {
 
     pub fn record(&self, table: &str, key: &str) -> Option<serde_json::Value> {
         self.json(&keys::record(table, key))
+    }
+
+    /// Every record of `table`, ordered by key.
+    pub fn records(&self, table: &str) -> Vec<serde_json::Value> {
+        let (lo, hi) = keys::record_range(table);
+        let rows = self
+            .reader
+            .scan(&lo, &hi, usize::MAX, false)
+            .unwrap_or_default();
+        rows.iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect()
+    }
+
+    /// Every channel, ordered by key.
+    pub fn channels(&self) -> Vec<ChannelRecord> {
+        self.records(super::CHANNELS_TABLE)
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
     }
 
     /// The replica set shard `shard` should have: the top-R members by rendezvous hashing.
