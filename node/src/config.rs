@@ -38,6 +38,16 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Log format: "text" or "json".
     pub log_format: String,
+    /// SMTP server of the default `email` channel created at bootstrap.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// Sender address of the default `email` channel.
+    pub email_from: String,
+    /// Base delay of delivery retries: 8 attempts with exponential backoff and jitter, about 30
+    /// minutes in all with the default (tests shorten it).
+    pub retry_base_ms: u64,
+    /// Provider sends in flight per shard leader.
+    pub delivery_concurrency: usize,
 }
 
 impl Default for Config {
@@ -57,6 +67,11 @@ impl Default for Config {
             sync_wal: true,
             heartbeat_ms: 250,
             log_format: "text".into(),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 1025,
+            email_from: "herald@localhost".into(),
+            retry_base_ms: 15_000,
+            delivery_concurrency: 256,
         }
     }
 }
@@ -75,6 +90,9 @@ impl Config {
         }
         if self.heartbeat_ms < 10 {
             return bad("heartbeat_ms must be >= 10");
+        }
+        if self.retry_base_ms == 0 || self.delivery_concurrency == 0 {
+            return bad("retry_base_ms and delivery_concurrency must be >= 1");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format must be text or json");

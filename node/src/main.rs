@@ -78,6 +78,18 @@ struct StartArgs {
     heartbeat_ms: Option<u64>,
     #[arg(long, env = "HERALD_LOG_FORMAT")]
     log_format: Option<String>,
+    /// SMTP server of the default `email` channel (set at bootstrap).
+    #[arg(long, env = "HERALD_SMTP_HOST")]
+    smtp_host: Option<String>,
+    #[arg(long, env = "HERALD_SMTP_PORT")]
+    smtp_port: Option<u16>,
+    #[arg(long, env = "HERALD_EMAIL_FROM")]
+    email_from: Option<String>,
+    /// Base delay of delivery retries in ms (8 attempts, about 30 minutes with the default).
+    #[arg(long, env = "HERALD_RETRY_BASE_MS")]
+    retry_base_ms: Option<u64>,
+    #[arg(long, env = "HERALD_DELIVERY_CONCURRENCY")]
+    delivery_concurrency: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -113,7 +125,12 @@ impl StartArgs {
             replication,
             sync_wal,
             heartbeat_ms,
-            log_format
+            log_format,
+            smtp_host,
+            smtp_port,
+            email_from,
+            retry_base_ms,
+            delivery_concurrency
         );
         macro_rules! layer_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };

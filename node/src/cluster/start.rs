@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state_machines::ShardLogic;
 use super::{Cluster, ClusterInner};
-use crate::backend::ApiKeys;
+use crate::backend::{ApiKeys, ChannelRecord};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{ClusterInfo, MetaCommand, MetaLogic, MetaView};
@@ -308,6 +308,13 @@ impl Cluster {
             peer: c.peer.to_string(),
         })
         .await?;
+        if self.inner.view.channels().is_empty() {
+            for channel in default_channels(&self.inner.config, crate::cluster::now_ms()) {
+                let channel_json = serde_json::to_string(&channel)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                self.meta_write(MetaCommand::PutChannel { channel_json }).await?;
+            }
+        }
         for shard in 0..boot.info.shards {
             let g = self
                 .inner
@@ -363,4 +370,35 @@ impl Cluster {
     pub(crate) fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
+}
+
+/// The channels every new cluster starts with: `in-app` (in_app_feed), `email` (SMTP from the
+/// config) and `webhook` (http). Ids are random UUIDs, fixed once written.
+fn default_channels(config: &Config, now_ms: u64) -> Vec<ChannelRecord> {
+    let channel = |key: &str, name: &str, channel_type: &str, provider: &str, settings| ChannelRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        key: key.into(),
+        name: name.into(),
+        channel_type: channel_type.into(),
+        provider: provider.into(),
+        settings,
+        sandbox: false,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    };
+    vec![
+        channel("in-app", "In-app feed", "in_app_feed", "knock", serde_json::json!({})),
+        channel(
+            "email",
+            "Email (SMTP)",
+            "email",
+            "smtp",
+            serde_json::json!({
+                "host": config.smtp_host,
+                "port": config.smtp_port,
+                "from_address": config.email_from,
+            }),
+        ),
+        channel("webhook", "Webhook", "http", "webhook", serde_json::json!({})),
+    ]
 }

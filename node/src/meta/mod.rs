@@ -12,6 +12,7 @@
 //! [`MetaLogic::apply`] is deterministic: it reads only the command and the applied state; the
 //! timestamp comes from the leader-stamped [`MetaEntry`].
 
+mod catalog;
 mod keys;
 mod view;
 
@@ -20,6 +21,7 @@ use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ApiKeys;
+pub use catalog::{WorkflowRecord, WORKFLOWS_TABLE, WORKFLOW_VERSIONS_TABLE};
 pub use view::MetaView;
 
 /// Meta table of [`crate::backend::ChannelRecord`]s, keyed by channel key.
@@ -60,6 +62,14 @@ pub enum MetaCommand {
     RemoveNode {
         id: u64,
     },
+    /// Create or change a workflow: a definition different from the current one becomes the next
+    /// version (1, 2, ...); the same definition changes nothing. New workflows start active.
+    PutWorkflow { key: String, definition_json: String },
+    /// Activate or deactivate a workflow. Rejected when the workflow does not exist.
+    ActivateWorkflow { key: String, active: bool },
+    /// Create or replace a channel (a [`crate::backend::ChannelRecord`] as JSON), keyed by its key.
+    /// Rejected when another channel already has its id.
+    PutChannel { channel_json: String },
     /// A small JSON record (`value_json`) in a named table.
     PutRecord {
         table: String,
@@ -118,6 +128,16 @@ impl MetaLogic {
             MetaCommand::RemoveNode { id } => {
                 state.delete(&keys::member(id));
                 MetaReply::Ok
+            }
+            MetaCommand::PutWorkflow {
+                key,
+                definition_json,
+            } => catalog::put_workflow(state, entry.now_ms, &key, &definition_json),
+            MetaCommand::ActivateWorkflow { key, active } => {
+                catalog::activate_workflow(state, entry.now_ms, &key, active)
+            }
+            MetaCommand::PutChannel { channel_json } => {
+                catalog::put_channel(state, entry.now_ms, &channel_json)
             }
             MetaCommand::PutRecord {
                 table,

@@ -92,6 +92,26 @@ impl MetaView {
             .collect()
     }
 
+    pub fn workflow(&self, key: &str) -> Option<super::WorkflowRecord> {
+        serde_json::from_value(self.record(super::WORKFLOWS_TABLE, key)?).ok()
+    }
+
+    /// Every workflow, ordered by key.
+    pub fn workflows(&self) -> Vec<super::WorkflowRecord> {
+        self.records(super::WORKFLOWS_TABLE)
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    }
+
+    /// The definition of one version of a workflow.
+    pub fn workflow_version(&self, key: &str, version: u64) -> Option<serde_json::Value> {
+        self.record(
+            super::WORKFLOW_VERSIONS_TABLE,
+            &super::catalog::version_key(key, version),
+        )
+    }
+
     /// The replica set shard `shard` should have: the top-R members by rendezvous hashing.
     pub fn placement(&self, shard: u32) -> Vec<u64> {
         let Some(info) = self.info() else {
