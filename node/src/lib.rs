@@ -22,3 +22,4 @@ pub mod meta;
 pub mod metrics;
 pub mod ops;
 pub mod server;
+pub mod workflows;

@@ -10,13 +10,19 @@
 //! grow with load (see DESIGN.md "Group commit, one entry in flight"). The leader stamps `now_ms`;
 //! replicas never read their clock.
 
-use herald_raft::{Payload, Raft};
+use std::sync::Arc;
+
+use herald_raft::{GroupReader, Payload, Raft};
+use herald_shard::runs::RunsCommand;
 use herald_shard::{ShardCommand, ShardReply};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::state_machines::ShardStore;
 use crate::codec;
+use crate::meta::MetaView;
 use crate::metrics as m;
+use crate::workflows::{evaluate, EvalContext, ShardTrigger, WorkflowCache};
 
 /// Most commands in one entry: bounds entry size and apply latency.
 const MAX_BATCH: usize = 2048;
@@ -37,10 +43,24 @@ pub enum ProposeError {
     Failed { retryable: bool, message: String },
 }
 
-type Job = (
-    ShardCommand,
-    oneshot::Sender<Result<ShardReply, ProposeError>>,
-);
+/// What callers hand the executor: a command to propose as is, or a trigger to evaluate against
+/// applied state first (the leader evaluates; the log records the effects).
+#[derive(Debug)]
+pub enum Work {
+    Command(ShardCommand),
+    Trigger(ShardTrigger),
+}
+
+type Waiter = oneshot::Sender<Result<ShardReply, ProposeError>>;
+type Job = (Work, Waiter);
+
+/// What trigger evaluation reads: the shard's applied state and the catalog.
+#[derive(Clone)]
+pub struct EvalDeps {
+    pub reader: GroupReader,
+    pub view: MetaView,
+    pub cache: Arc<WorkflowCache>,
+}
 
 #[derive(Clone)]
 pub struct ShardExecutorHandle {
@@ -48,13 +68,13 @@ pub struct ShardExecutorHandle {
 }
 
 impl ShardExecutorHandle {
-    pub fn spawn(shard: u32, raft: Raft) -> Self {
+    pub fn spawn(shard: u32, raft: Raft, deps: EvalDeps) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(shard, raft, rx));
+        tokio::spawn(run(shard, raft, deps, rx));
         ShardExecutorHandle { tx }
     }
 
-    pub async fn submit(&self, cmd: ShardCommand) -> Result<ShardReply, ProposeError> {
+    pub async fn submit(&self, cmd: Work) -> Result<ShardReply, ProposeError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         let stopped = || ProposeError::Failed {
             retryable: true,
@@ -76,7 +96,50 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
+/// Turn queued work into commands: triggers are evaluated here, against applied state (nothing of
+/// this batch is applied yet, and the previous entry is). A trigger that cannot be evaluated is
+/// answered at once and left out of the entry.
+fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, Waiter)> {
+    let channels = deps.view.channels();
+    let mut out = Vec::with_capacity(jobs.len());
+    for (work, waiter) in jobs {
+        let trigger = match work {
+            Work::Command(c) => {
+                out.push((c, waiter));
+                continue;
+            }
+            Work::Trigger(t) => t,
+        };
+        let Some(workflow) = deps.cache.get(&deps.view, &trigger.workflow, trigger.version) else {
+            let _ = waiter.send(Err(ProposeError::Failed {
+                retryable: true,
+                message: format!(
+                    "workflow {} version {} is not applied on this node yet",
+                    trigger.workflow, trigger.version
+                ),
+            }));
+            continue;
+        };
+        let ctx = EvalContext {
+            store: &ShardStore(&deps.reader),
+            workflow: &workflow,
+            channels: &channels,
+            now_ms,
+        };
+        match evaluate(&ctx, &trigger) {
+            Ok(runs) => out.push((ShardCommand::Runs(RunsCommand::Record(runs)), waiter)),
+            Err(message) => {
+                let _ = waiter.send(Err(ProposeError::Failed {
+                    retryable: true,
+                    message,
+                }));
+            }
+        }
+    }
+    out
+}
+
+async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>) {
     let shard_label = shard.to_string();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -86,13 +149,15 @@ async fn run(shard: u32, raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let now = now_ms();
+        let jobs = prepare(&deps, now, jobs);
+        if jobs.is_empty() {
+            continue;
+        }
         metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label.clone())
             .record(jobs.len() as f64);
         let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let entry = ShardEntry {
-            now_ms: now_ms(),
-            cmds,
-        };
+        let entry = ShardEntry { now_ms: now, cmds };
         let outcome = propose(&raft, &entry).await;
         match outcome {
             Ok(replies) if replies.len() == waiters.len() => {

@@ -35,13 +35,15 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{MetaCommand, MetaEntry, MetaReply, MetaView};
 pub use executor::now_ms;
-use executor::{ProposeError, ShardExecutorHandle};
+use executor::{EvalDeps, ProposeError, ShardExecutorHandle, Work};
 use rpc::{GroupStatus, NodeReply, NodeRequest};
 pub use start::JoinRequest;
 use state_machines::ShardStore;
 
 /// How long a request keeps retrying to reach a group's leader (elections take 1-2 s).
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a shard leader waits for its meta group to apply a trigger's workflow version.
+const META_CATCH_UP: Duration = Duration::from_secs(3);
 /// One forwarded request's timeout.
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -51,6 +53,8 @@ pub(crate) struct ClusterInner {
     meta: GroupHandle,
     view: MetaView,
     executors: Mutex<HashMap<ShardId, ShardExecutorHandle>>,
+    /// Compiled workflow versions, shared by every executor and the HTTP layer.
+    workflows: Arc<crate::workflows::WorkflowCache>,
     /// Last known leader per group, learnt from NotLeader replies.
     leader_hints: Mutex<HashMap<GroupId, u64>>,
     shutdown: CancellationToken,
@@ -244,7 +248,12 @@ impl Cluster {
         match map.get(&shard) {
             Some(e) if !e.is_closed() => e.clone(),
             _ => {
-                let e = ShardExecutorHandle::spawn(shard, g.raft.clone());
+                let deps = EvalDeps {
+                    reader: g.reader.clone(),
+                    view: self.inner.view.clone(),
+                    cache: self.inner.workflows.clone(),
+                };
+                let e = ShardExecutorHandle::spawn(shard, g.raft.clone(), deps);
                 map.insert(shard, e.clone());
                 e
             }
@@ -255,19 +264,31 @@ impl Cluster {
     async fn handle_local(&self, request: NodeRequest) -> NodeReply {
         match request {
             NodeRequest::ShardWrite { shard, cmd } => {
-                let Some(g) = self.local_group(GroupId::shard(shard)) else {
-                    return NodeReply::NotLeader { leader: None };
-                };
-                if let Some(not_leader) = self.not_leader(&g) {
-                    return not_leader;
-                }
-                match self.executor(shard, &g).submit(cmd).await {
-                    Ok(reply) => NodeReply::Shard(reply),
-                    Err(ProposeError::NotLeader { leader }) => NodeReply::NotLeader { leader },
-                    Err(ProposeError::Failed { retryable, message }) => {
-                        NodeReply::Failed { retryable, message }
+                self.submit_local(shard, Work::Command(cmd)).await
+            }
+            NodeRequest::ShardTrigger { shard, trigger } => {
+                // A just-pushed version may not be applied here yet: wait for it (bounded).
+                let deadline = Instant::now() + META_CATCH_UP;
+                while self
+                    .inner
+                    .workflows
+                    .get(&self.inner.view, &trigger.workflow, trigger.version)
+                    .is_none()
+                {
+                    if Instant::now() >= deadline {
+                        return NodeReply::Failed {
+                            retryable: true,
+                            message: format!(
+                                "workflow {} version {} not applied on node {}",
+                                trigger.workflow,
+                                trigger.version,
+                                self.node_id()
+                            ),
+                        };
                     }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                self.submit_local(shard, Work::Trigger(trigger)).await
             }
             NodeRequest::ShardRead { shard, query } => {
                 let Some(g) = self.local_group(GroupId::shard(shard)) else {
@@ -318,6 +339,23 @@ impl Cluster {
                 self.local_group(GroupId::shard(shard))
                     .map(|g| group_status(&g)),
             ),
+        }
+    }
+
+    /// Hand work to this node's executor of `shard`, if this node leads it.
+    async fn submit_local(&self, shard: ShardId, work: Work) -> NodeReply {
+        let Some(g) = self.local_group(GroupId::shard(shard)) else {
+            return NodeReply::NotLeader { leader: None };
+        };
+        if let Some(not_leader) = self.not_leader(&g) {
+            return not_leader;
+        }
+        match self.executor(shard, &g).submit(work).await {
+            Ok(reply) => NodeReply::Shard(reply),
+            Err(ProposeError::NotLeader { leader }) => NodeReply::NotLeader { leader },
+            Err(ProposeError::Failed { retryable, message }) => {
+                NodeReply::Failed { retryable, message }
+            }
         }
     }
 

@@ -11,6 +11,11 @@ pub enum NodeRequest {
     ShardWrite { shard: ShardId, cmd: ShardCommand },
     /// Linearizable read on `shard` (the receiver must lead it).
     ShardRead { shard: ShardId, query: ShardQuery },
+    /// Evaluate a trigger's recipients on `shard` and record the runs (the receiver must lead it).
+    ShardTrigger {
+        shard: ShardId,
+        trigger: crate::workflows::ShardTrigger,
+    },
     /// Propose a meta command (the receiver must lead the meta group).
     MetaWrite { cmd: MetaCommand },
     /// Linearizable barrier on the meta group, then read a record.

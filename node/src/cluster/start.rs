@@ -253,6 +253,7 @@ impl Cluster {
                 meta,
                 view,
                 executors: Mutex::new(HashMap::new()),
+                workflows: Arc::default(),
                 leader_hints: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
             }),
