@@ -9,10 +9,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use herald_shard::engine::CompiledWorkflow;
 
 use herald_shard::{ShardCommand, ShardId, ShardQuery, ShardReply};
 
 use crate::error::Error;
+use crate::meta::{MetaCommand, WorkflowRecord};
+use crate::workflows::ShardTrigger;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -78,6 +83,27 @@ pub trait Backend: Send + Sync + 'static {
             .into_iter()
             .find(|c| c.id == id_or_key || c.key == id_or_key)
     }
+
+    /// A workflow's current record (a local read of the meta group).
+    fn workflow(&self, key: &str) -> Option<WorkflowRecord>;
+
+    /// Every workflow, ordered by key.
+    fn workflows(&self) -> Vec<WorkflowRecord>;
+
+    /// One version of a workflow, compiled (cached).
+    fn compiled_workflow(&self, key: &str, version: u64) -> Option<Arc<CompiledWorkflow>>;
+
+    /// Write to the catalog (workflows, channels). Resolves once committed and applied on this
+    /// node, so the local reads above see it.
+    fn catalog_write(&self, cmd: MetaCommand) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Evaluate a trigger's recipients on `shard` (its leader evaluates and records the runs).
+    /// Reply: `ShardReply::Runs(RunsReply::Recorded)`.
+    fn trigger(
+        &self,
+        shard: ShardId,
+        trigger: ShardTrigger,
+    ) -> BoxFuture<'_, Result<ShardReply, Error>>;
 
     /// The environment's API keys (a local read of the meta group).
     fn api_keys(&self) -> Option<ApiKeys>;

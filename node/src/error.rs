@@ -12,6 +12,19 @@ pub enum Error {
     /// The request is well-formed HTTP but its parameters are invalid (Knock: 422 `invalid_params`).
     #[error("{0}")]
     InvalidParams(String),
+    /// Invalid parameters with every problem listed (`path` -> `reason`), e.g. a workflow definition.
+    #[error("{message}")]
+    InvalidDetails {
+        message: String,
+        problems: Vec<(String, String)>,
+    },
+    /// A request Knock refuses with a specific code, e.g. 404 `workflow_missing`, 422 `workflow_inactive`.
+    #[error("{message}")]
+    Refused {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
     /// The body is not valid JSON (or not JSON at all).
     #[error("malformed JSON body: {0}")]
     MalformedJson(String),

@@ -10,6 +10,22 @@ pub const SHARD_WRITES: &str = "herald_shard_writes_total";
 pub const ROUTE_FAILURES: &str = "herald_route_failures_total";
 /// Histogram: commands per proposed shard entry (the group-commit factor), by `shard`.
 pub const PROPOSAL_BATCH: &str = "herald_proposal_batch_commands";
+/// Counter: per-shard trigger parts routed (any node, before forwarding).
+pub const SHARD_TRIGGERS: &str = "herald_shard_triggers_total";
+/// Counter: accepted trigger requests, by `workflow`.
+pub const TRIGGERS: &str = "herald_triggers_total";
+/// Counter: recipient runs recorded by shard leaders.
+pub const RUNS: &str = "herald_runs_total";
+/// Counter: messages created, by `channel_type` and initial `status`.
+pub const MESSAGES: &str = "herald_messages_total";
+/// Counter: delivery attempts, by `provider` and `outcome` (sent, delivered, retry, undelivered).
+pub const DELIVERIES: &str = "herald_delivery_attempts_total";
+/// Histogram: provider call latency in seconds, by `provider`.
+pub const PROVIDER_LATENCY: &str = "herald_provider_latency_seconds";
+/// Gauge: jobs queued in a shard executor, by `shard`.
+pub const EXECUTOR_QUEUE: &str = "herald_executor_queue_depth";
+/// Gauge: messages due or in flight in a shard leader's dispatcher, by `shard`.
+pub const OUTBOX_DUE: &str = "herald_outbox_due";
 /// Counter: HTTP responses, by `status`.
 pub const HTTP_RESPONSES: &str = "herald_http_responses_total";
 

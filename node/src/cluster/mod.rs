@@ -315,7 +315,10 @@ impl Cluster {
                 };
                 match self.inner.meta.raft.client_write(Payload(bytes)).await {
                     Ok(resp) => match codec::decode::<MetaReply>(&resp.data.0) {
-                        Ok(r) => NodeReply::Meta(r),
+                        Ok(reply) => NodeReply::Meta {
+                            reply,
+                            index: resp.log_id.index,
+                        },
                         Err(e) => NodeReply::Failed {
                             retryable: false,
                             message: e.to_string(),
@@ -370,16 +373,34 @@ impl Cluster {
             .await
     }
 
-    /// Propose a meta command on the meta leader.
+    /// Propose a meta command on the meta leader. Returns once this node has applied it too, so
+    /// a local read (MetaView) right after sees the write.
     pub async fn meta_write(&self, cmd: MetaCommand) -> Result<()> {
-        match self
+        let index = match self
             .call_leader(GroupId::META, NodeRequest::MetaWrite { cmd })
             .await?
         {
-            NodeReply::Meta(MetaReply::Ok) => Ok(()),
-            NodeReply::Meta(MetaReply::Rejected(m)) => Err(Error::InvalidParams(m)),
-            other => Err(unexpected(other)),
-        }
+            NodeReply::Meta {
+                reply: MetaReply::Ok,
+                index,
+            } => index,
+            NodeReply::Meta {
+                reply: MetaReply::Rejected(m),
+                ..
+            } => return Err(Error::InvalidParams(m)),
+            other => return Err(unexpected(other)),
+        };
+        self.inner
+            .meta
+            .raft
+            .wait(Some(ROUTE_DEADLINE))
+            .applied_index_at_least(Some(index), "meta read-your-writes")
+            .await
+            .map_err(|e| Error::Unavailable {
+                shard: u32::MAX,
+                reason: format!("meta entry {index} not applied locally: {e}"),
+            })?;
+        Ok(())
     }
 
     /// Every shard's leader and replicas, asking the replicas that should host it.
@@ -496,6 +517,35 @@ impl Backend for Cluster {
 
     fn channels(&self) -> Vec<crate::backend::ChannelRecord> {
         self.inner.view.channels()
+    }
+
+    fn workflow(&self, key: &str) -> Option<crate::meta::WorkflowRecord> {
+        self.inner.view.workflow(key)
+    }
+
+    fn workflows(&self) -> Vec<crate::meta::WorkflowRecord> {
+        self.inner.view.workflows()
+    }
+
+    fn compiled_workflow(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> Option<Arc<herald_shard::engine::CompiledWorkflow>> {
+        self.inner.workflows.get(&self.inner.view, key, version)
+    }
+
+    fn catalog_write(&self, cmd: MetaCommand) -> BackendFuture<'_, Result<()>> {
+        Box::pin(self.meta_write(cmd))
+    }
+
+    fn trigger(
+        &self,
+        shard: ShardId,
+        trigger: crate::workflows::ShardTrigger,
+    ) -> BackendFuture<'_, Result<ShardReply>> {
+        metrics::counter!(crate::metrics::SHARD_TRIGGERS).increment(1);
+        Box::pin(self.shard_call(shard, NodeRequest::ShardTrigger { shard, trigger }))
     }
 
     fn meta_put(

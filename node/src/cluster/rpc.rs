@@ -35,7 +35,8 @@ pub struct GroupStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeReply {
     Shard(ShardReply),
-    Meta(MetaReply),
+    /// A meta write's reply and the log index it was applied at.
+    Meta { reply: MetaReply, index: u64 },
     /// A meta record as JSON text, if present.
     Record(Option<String>),
     Status(Option<GroupStatus>),

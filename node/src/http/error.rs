@@ -31,6 +31,16 @@ fn classify(e: &Error) -> (StatusCode, &'static str, &'static str) {
             "invalid_params",
             "invalid_request_error",
         ),
+        Error::InvalidDetails { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "invalid_request_error",
+        ),
+        Error::Refused { status, code, .. } => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            *code,
+            "invalid_request_error",
+        ),
         Error::MalformedJson(_) => (
             StatusCode::BAD_REQUEST,
             "invalid_json",
@@ -65,12 +75,18 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self.0, "v1 request failed");
         }
-        let body = json!({
+        let mut body = json!({
             "code": code,
             "message": self.0.to_string(),
             "status": status.as_u16(),
             "type": kind,
         });
+        if let Error::InvalidDetails { problems, .. } = &self.0 {
+            body["errors"] = problems
+                .iter()
+                .map(|(field, message)| json!({ "field": field, "message": message }))
+                .collect();
+        }
         let mut resp = (status, Json(body)).into_response();
         // The Stainless SDKs honour this header over their own status rules.
         let retry = if self.0.is_retryable() {

@@ -23,6 +23,7 @@ mod auth;
 mod bulk;
 pub mod error;
 mod extract;
+mod mgmt;
 mod objects;
 mod paging;
 pub mod query;
@@ -31,6 +32,7 @@ mod render;
 mod tenants;
 mod users;
 mod validate;
+mod workflows;
 
 #[cfg(test)]
 mod tests;
@@ -46,17 +48,25 @@ pub use extract::BODY_LIMIT;
 pub use paging::MAX_PAGE_SIZE;
 pub use validate::{MAX_BULK_ITEMS, MAX_ID_CHARS};
 
-/// Every v1 recipients endpoint, behind secret-key auth.
+/// Every v1 endpoint behind secret-key auth, and the management endpoints behind the service token.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
-    Router::new()
+    let v1 = Router::new()
         .merge(users::routes())
         .merge(objects::routes())
         .merge(tenants::routes())
         .merge(bulk::routes())
+        .merge(workflows::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             auth::require_secret_key,
-        ))
+        ));
+    let management = mgmt::routes().route_layer(axum::middleware::from_fn_with_state(
+        backend.clone(),
+        auth::require_service_token,
+    ));
+    Router::new()
+        .merge(v1)
+        .merge(management)
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::route_not_found)
         .with_state(backend)
