@@ -6,7 +6,9 @@
 //! - the shard-local key layout ([`keys`], the only module that knows it);
 //! - the deterministic state machine ([`apply`]) and its reads ([`query`]) over the [`Store`] boundary;
 //! - recipient -> slot -> shard hashing and rendezvous replica placement ([`slot_of`],
-//!   [`shard_of_slot`], [`rendezvous_replicas`]).
+//!   [`shard_of_slot`], [`rendezvous_replicas`]);
+//! - the pure workflow engine ([`engine`]): definitions and validation, conditions, preferences,
+//!   Liquid templates per channel type, and the planner that walks a workflow for one recipient.
 //!
 //! ```text
 //!   herald-node (HTTP, routing)            herald-raft (log, RocksDB)
@@ -25,6 +27,7 @@
 
 pub mod apply;
 pub mod command;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod json_merge;

@@ -1,0 +1,51 @@
+//! The workflow engine core: definitions, conditions, preferences, templates and the planner.
+//!
+//! Everything here is a pure function of its inputs: no I/O, no clock (time is the caller's
+//! `now_ms`), no randomness, no async. The shard leader's executor calls it and turns the
+//! resulting [`RunPlan`] into effects; the management API calls [`parse_workflow`] to validate
+//! definitions.
+//!
+//! ```text
+//!   PUT /v1/workflows/{key} body ──parse_workflow──> Workflow ──compile──> CompiledWorkflow (Arc, per version)
+//!   trigger: CompiledWorkflow::validate_data(data)
+//!   per recipient: plan_run(RunInput{workflow, recipient, data, preferences, channel data, now})
+//!       -> RunPlan { outcome, steps: [StepRecord { result: Message | Skipped* | ... }], data }
+//! ```
+//!
+//! Layout: [`definition`] (the model and its Knock JSON), [`validate`] (JSON -> model, every
+//! problem with a path), [`conditions`], [`preferences`], [`template`] (Liquid per channel type)
+//! over [`liquid_json`] (Knock's forgiving variable lookups) and [`markup`] (Markdown/HTML),
+//! [`compile`], [`plan`], [`timestamp`] (timestamp operands).
+//!
+//! Not supported yet (rejected by validation, never silently ignored): step types other than
+//! `channel`, `branch` and `update_data`; channel groups; send windows; in-app guides; email
+//! partials and layouts.
+
+pub mod compile;
+pub mod conditions;
+pub mod definition;
+mod liquid_json;
+mod markup;
+pub mod plan;
+pub mod preferences;
+pub mod template;
+mod timestamp;
+pub mod validate;
+
+pub use compile::{compile, CompiledWorkflow};
+pub use conditions::{
+    evaluate, evaluate_condition, AnyMember, Condition, ConditionContext, ConditionGroup, Operator,
+    StepStatus,
+};
+pub use definition::{
+    workflow_to_json, Branch, BranchStep, ChannelInfo, ChannelStep, ChannelType, Problem, Step,
+    StepKind, TriggerFrequency, UpdateDataStep, Workflow, WorkflowSettings,
+};
+pub use plan::{
+    plan_run, PlannedMessage, PlannedStatus, RunInput, RunOutcome, RunPlan, StepRecord, StepResult,
+};
+pub use preferences::{
+    evaluate_preferences, merged_preferences, PreferenceDecision, PreferenceInputs,
+    PreferenceTarget,
+};
+pub use validate::parse_workflow;
