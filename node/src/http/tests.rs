@@ -117,6 +117,34 @@ impl Backend for TestBackend {
         ]
     }
 
+    fn workflow(&self, _key: &str) -> Option<crate::meta::WorkflowRecord> {
+        None
+    }
+
+    fn workflows(&self) -> Vec<crate::meta::WorkflowRecord> {
+        Vec::new()
+    }
+
+    fn compiled_workflow(
+        &self,
+        _key: &str,
+        _version: u64,
+    ) -> Option<Arc<herald_shard::engine::CompiledWorkflow>> {
+        None
+    }
+
+    fn catalog_write(&self, _cmd: crate::meta::MetaCommand) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Err(Error::Internal("no catalog in the recipients tests".into())) })
+    }
+
+    fn trigger(
+        &self,
+        _shard: ShardId,
+        _trigger: crate::workflows::ShardTrigger,
+    ) -> BoxFuture<'_, Result<ShardReply, Error>> {
+        Box::pin(async { Err(Error::Internal("no triggers in the recipients tests".into())) })
+    }
+
     fn api_keys(&self) -> Option<ApiKeys> {
         Some(ApiKeys {
             secret_key: SK.into(),
