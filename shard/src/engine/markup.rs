@@ -1,15 +1,29 @@
-//! Markup conversions the channel templates need: Markdown to HTML (in-app feed blocks, chat,
-//! email visual blocks), HTML to plain text (email `text_body` when the template has none), and
-//! HTML escaping for attribute values the engine writes itself.
+//! Markup conversions the channel templates need: Markdown to HTML (in-app feed blocks, email
+//! visual blocks), HTML to plain text (email `text_body` when the template has none), and HTML
+//! escaping for attribute values the engine writes itself.
 
-use pulldown_cmark::{html, Options, Parser};
+use pulldown_cmark::{html, Event, Options, Parser};
 
-/// CommonMark plus tables, strikethrough and task lists, as HTML. Raw HTML passes through.
-pub(crate) fn markdown_to_html(markdown: &str) -> String {
+/// What to do with raw HTML inside Markdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawHtml {
+    /// Pass it through (email: the author writes the HTML and mail clients run no scripts).
+    Keep,
+    /// Show it as text. The in-app feed's `rendered` HTML is inserted into the app's page, and
+    /// Liquid puts other users' data (comments, names) into it: raw HTML there would be stored XSS.
+    Escape,
+}
+
+/// CommonMark plus tables, strikethrough and task lists, as HTML.
+pub(crate) fn markdown_to_html(markdown: &str, raw_html: RawHtml) -> String {
     let options =
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut out, Parser::new_ext(markdown, options));
+    let events = Parser::new_ext(markdown, options).map(|e| match (raw_html, e) {
+        (RawHtml::Escape, Event::Html(s) | Event::InlineHtml(s)) => Event::Text(s),
+        (_, e) => e,
+    });
+    html::push_html(&mut out, events);
     out
 }
 
@@ -132,8 +146,21 @@ mod tests {
     #[test]
     fn markdown_renders_commonmark() {
         assert_eq!(
-            markdown_to_html("Hello **Ada**\n\n[link](https://x.test)"),
+            markdown_to_html("Hello **Ada**\n\n[link](https://x.test)", RawHtml::Keep),
             "<p>Hello <strong>Ada</strong></p>\n<p><a href=\"https://x.test\">link</a></p>\n"
+        );
+    }
+
+    #[test]
+    fn raw_html_kept_or_escaped() {
+        let md = "hi <img src=x onerror=alert(1)>\n\n<script>alert(2)</script>";
+        assert_eq!(
+            markdown_to_html(md, RawHtml::Keep),
+            "<p>hi <img src=x onerror=alert(1)></p>\n<script>alert(2)</script>"
+        );
+        assert_eq!(
+            markdown_to_html(md, RawHtml::Escape),
+            "<p>hi &lt;img src=x onerror=alert(1)&gt;</p>\n&lt;script&gt;alert(2)&lt;/script&gt;"
         );
     }
 

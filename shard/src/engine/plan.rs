@@ -760,3 +760,84 @@ mod tests {
         assert_eq!(case.plan(&w), case.plan(&w));
     }
 }
+
+/// No input may panic the engine: arbitrary JSON in every user-controlled position.
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use crate::engine::{compile, parse_workflow, ConditionGroup};
+    use proptest::prelude::*;
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[a-z{}%|.\\[\\]0-9 \"$_-]{0,24}".prop_map(Value::String),
+            prop_oneof![
+                Just("data.a"),
+                Just("recipient.email"),
+                Just("refs.x.delivery_status"),
+                Just("$message.read"),
+                Just("7 days ago"),
+                Just("2024-01-01T00:00:00Z"),
+                Just("{{ a.b.c }}"),
+                Just("{% for x in data.a %}{{ x }}{% endfor %}"),
+                Just("{{ data.a | divided_by: 0 }}"),
+            ]
+            .prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        json_leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn conditions_and_templates(
+            variable in json_leaf(),
+            operator in prop::sample::select(
+                crate::engine::Operator::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>()),
+            argument in json_value(),
+            data in json_value(),
+            body in json_leaf(),
+        ) {
+            let group = json!({"all": [{"variable": variable, "operator": operator, "argument": argument}]});
+            let step = json!({"ref": "s", "type": "channel", "channel_key": "in-app",
+                              "conditions": group, "template": {"markdown_body": body}});
+            let update = json!({"ref": "u", "type": "update_data", "settings": {"data": body}});
+            let channels = [ChannelInfo {
+                id: "c".into(), key: "in-app".into(), channel_type: ChannelType::InAppFeed,
+                settings: json!({}), sandbox: false,
+            }];
+            let _ = ConditionGroup::from_json(&group);
+            if let Ok(w) = parse_workflow("abc", &json!({"name": "x", "steps": [update, step]}), &channels) {
+                if let Ok(w) = compile(w) {
+                    let (prefs, cd) = (PreferenceInputs::default(), BTreeMap::new());
+                    let _ = w.validate_data(&data);
+                    let _ = plan_run(&RunInput {
+                        workflow: &w, recipient: &data, actor: Some(&data), tenant: None,
+                        data: &data, vars: &data, preferences: &prefs, channel_data: &cd,
+                        channels: &channels, sandbox: false, now_ms: 0,
+                    });
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_definition_bodies(body in json_value(), key in "[a-z-]{0,6}") {
+            let _ = parse_workflow(&key, &body, &[]);
+            let _ = parse_workflow(&key, &json!({"name": "x", "steps": [body]}), &[]);
+        }
+    }
+}

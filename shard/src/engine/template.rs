@@ -17,6 +17,9 @@
 //! values render as nothing (see [`super::liquid_json`]). Rendering never panics: a Liquid runtime
 //! error or a JSON field that does not render to JSON is a [`RenderError::Template`]; an email or
 //! SMS with nowhere to go is a [`RenderError::NoAddress`] (the planner skips the step).
+//!
+//! The in-app feed's `rendered` HTML escapes raw HTML found in the Markdown (it lands in the app's
+//! page with other users' data in it); email keeps raw HTML.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +29,7 @@ use serde_json::{json, Map, Value};
 
 use super::definition::{ChannelInfo, ChannelType, Problem};
 use super::liquid_json::{Globals, LiquidJson};
-use super::markup::{escape_html, html_to_text, markdown_to_html};
+use super::markup::{escape_html, html_to_text, markdown_to_html, RawHtml};
 
 /// Names templates see besides the data keys; they shadow data keys of the same name.
 const RESERVED_GLOBALS: [&str; 6] = ["recipient", "actor", "tenant", "data", "vars", "workflow"];
@@ -492,7 +495,7 @@ impl StepTemplate {
                 buttons,
             } => {
                 let content = markdown_body.render(globals, "markdown_body")?;
-                let rendered = markdown_to_html(&content);
+                let rendered = markdown_to_html(&content, RawHtml::Escape);
                 let mut blocks = vec![json!({
                     "type": "markdown", "name": "body", "content": content, "rendered": rendered,
                 })];
@@ -779,7 +782,10 @@ fn render_blocks(blocks: &[VisualBlock], globals: &Globals) -> Result<String, Re
         let field = format!("visual_blocks[{i}]");
         match block {
             VisualBlock::Markdown(t) => {
-                html.push_str(&markdown_to_html(&t.render(globals, &field)?));
+                html.push_str(&markdown_to_html(
+                    &t.render(globals, &field)?,
+                    RawHtml::Keep,
+                ));
             }
             VisualBlock::Html(t) => html.push_str(&t.render(globals, &field)?),
             VisualBlock::Buttons(buttons) => {

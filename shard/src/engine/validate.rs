@@ -455,7 +455,7 @@ mod tests {
     use crate::engine::definition::workflow_to_json;
     use serde_json::json;
 
-    pub(crate) fn channels() -> Vec<ChannelInfo> {
+    fn channels() -> Vec<ChannelInfo> {
         [
             ("in-app", ChannelType::InAppFeed),
             ("email", ChannelType::Email),
