@@ -16,6 +16,7 @@ pub mod backend;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod meta;
