@@ -60,6 +60,8 @@ pub struct EvalDeps {
     pub reader: GroupReader,
     pub view: MetaView,
     pub cache: Arc<WorkflowCache>,
+    /// Notified after every applied entry (the dispatcher looks for new outbox rows).
+    pub applied: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone)]
@@ -159,6 +161,9 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
         let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let entry = ShardEntry { now_ms: now, cmds };
         let outcome = propose(&raft, &entry).await;
+        if outcome.is_ok() {
+            deps.applied.notify_one();
+        }
         match outcome {
             Ok(replies) if replies.len() == waiters.len() => {
                 for (w, r) in waiters.into_iter().zip(replies) {

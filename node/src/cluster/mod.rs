@@ -13,6 +13,7 @@
 //! idempotent or carry its own id; reads go through openraft's linearizable read barrier on the
 //! leader, so a read through any node sees every write acknowledged before it.
 
+mod duties;
 mod executor;
 mod placement;
 pub mod rpc;
@@ -38,7 +39,7 @@ pub use executor::now_ms;
 use executor::{EvalDeps, ProposeError, ShardExecutorHandle, Work};
 use rpc::{GroupStatus, NodeReply, NodeRequest};
 pub use start::JoinRequest;
-use state_machines::ShardStore;
+pub use state_machines::ShardStore;
 
 /// How long a request keeps retrying to reach a group's leader (elections take 1-2 s).
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -55,6 +56,9 @@ pub(crate) struct ClusterInner {
     executors: Mutex<HashMap<ShardId, ShardExecutorHandle>>,
     /// Compiled workflow versions, shared by every executor and the HTTP layer.
     workflows: Arc<crate::workflows::WorkflowCache>,
+    /// Per shard: poked by the executor after each applied entry, wakes the dispatcher.
+    outbox_wake: Mutex<HashMap<ShardId, Arc<tokio::sync::Notify>>>,
+    providers: Arc<crate::delivery::Providers>,
     /// Last known leader per group, learnt from NotLeader replies.
     leader_hints: Mutex<HashMap<GroupId, u64>>,
     shutdown: CancellationToken,
@@ -252,6 +256,7 @@ impl Cluster {
                     reader: g.reader.clone(),
                     view: self.inner.view.clone(),
                     cache: self.inner.workflows.clone(),
+                    applied: self.outbox_wake(shard),
                 };
                 let e = ShardExecutorHandle::spawn(shard, g.raft.clone(), deps);
                 map.insert(shard, e.clone());
@@ -343,6 +348,16 @@ impl Cluster {
                     .map(|g| group_status(&g)),
             ),
         }
+    }
+
+    /// The wake-up of `shard`'s dispatcher.
+    fn outbox_wake(&self, shard: ShardId) -> Arc<tokio::sync::Notify> {
+        let mut map = self
+            .inner
+            .outbox_wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(shard).or_default().clone()
     }
 
     /// Hand work to this node's executor of `shard`, if this node leads it.

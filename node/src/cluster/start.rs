@@ -254,6 +254,11 @@ impl Cluster {
                 view,
                 executors: Mutex::new(HashMap::new()),
                 workflows: Arc::default(),
+                outbox_wake: Mutex::new(HashMap::new()),
+                providers: Arc::new(
+                    crate::delivery::Providers::try_new(crate::delivery::ProvidersConfig::default())
+                        .map_err(|e| Error::Internal(format!("delivery providers: {e}")))?,
+                ),
                 leader_hints: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
             }),
@@ -272,6 +277,7 @@ impl Cluster {
             write_node_file(&config.data_dir, &done)?;
         }
         super::placement::spawn(cluster.clone());
+        super::duties::spawn(cluster.clone());
         Ok(cluster)
     }
 

@@ -30,10 +30,13 @@
 //! - **Base URLs:** every HTTP provider reads an optional `settings.base_url` (default: the real
 //!   service) so tests and self-hosted gateways can point it elsewhere.
 //!
-//! Not here: the dispatcher, provider failover between channels, webhook SSRF filtering (the webhook
+//! The [`dispatcher`] drives them from each shard leader's outbox.
+//!
+//! Not here: provider failover between channels, webhook SSRF filtering (the webhook
 //! provider calls whatever URL the template renders).
 
 mod apns;
+pub mod dispatcher;
 mod email;
 mod exchange;
 mod fcm;

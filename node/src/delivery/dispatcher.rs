@@ -1,0 +1,233 @@
+//! The dispatcher: on a shard's leader, send the messages waiting in the shard's outbox and
+//! record each attempt's result through the shard's executor (another Raft entry).
+//!
+//! ```text
+//!  executor applied an entry ──notify──┐        (or a tick, for retries that come due later)
+//!                                      ▼
+//!  due_outbox(now) on applied state ─► for each message not already in flight (≤ concurrency):
+//!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
+//!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
+//! ```
+//!
+//! Invariants:
+//! - Only the leader dispatches; a dispatcher stops at the first NotLeader and the next leader's
+//!   dispatcher picks the outbox up from applied state, so a message committed as `queued` is sent
+//!   even if its leader dies (at least once: a send whose result was not committed is repeated;
+//!   providers get the message id as idempotency key).
+//! - A message is in flight at most once per dispatcher: the in-flight set holds it from the scan
+//!   until its result is committed, when the outbox row has moved.
+//! - Retries follow [`policy::retry_delay`] with jitter; after [`policy::MAX_ATTEMPTS`] attempts
+//!   the message is `undelivered`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_raft::GroupReader;
+use herald_shard::runs::{self, DeliveryOutcome, RunsCommand, StoredMessage};
+use herald_shard::{ShardCommand, ShardQuery, ShardReply};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::{policy, Outcome, Outgoing, Providers};
+use crate::backend::ChannelRecord;
+use crate::cluster::{now_ms, ShardStore};
+use crate::meta::MetaView;
+use crate::metrics as m;
+
+/// How often the outbox is scanned without a wake-up (retries that came due).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Proposes a delivery result on the shard (the executor). `Err` = this node no longer leads.
+pub type Submit = Arc<
+    dyn Fn(ShardCommand) -> futures::future::BoxFuture<'static, Result<ShardReply, String>>
+        + Send
+        + Sync,
+>;
+
+/// What a dispatcher needs, shared by all shards of a node.
+#[derive(Clone)]
+pub struct DispatchDeps {
+    pub providers: Arc<Providers>,
+    pub view: MetaView,
+    pub retry_base: Duration,
+    pub concurrency: usize,
+}
+
+/// Run the dispatcher of `shard` until `stop` fires or the executor reports lost leadership.
+pub async fn run(
+    shard: u32,
+    reader: GroupReader,
+    submit: Submit,
+    wake: Arc<Notify>,
+    deps: DispatchDeps,
+    stop: CancellationToken,
+) {
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(deps.concurrency));
+    let lost = CancellationToken::new();
+    let label = shard.to_string();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = lost.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let due = match runs::due_outbox(&ShardStore(&reader), now_ms(), deps.concurrency * 2) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "outbox scan failed");
+                continue;
+            }
+        };
+        metrics::gauge!(m::OUTBOX_DUE, "shard" => label.clone()).set(due.len() as f64);
+        for item in due {
+            if !lock(&in_flight).insert(item.message_id.clone()) {
+                continue;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (reader, submit, deps, in_flight, lost) = (
+                reader.clone(),
+                submit.clone(),
+                deps.clone(),
+                in_flight.clone(),
+                lost.clone(),
+            );
+            tokio::spawn(async move {
+                let id = item.message_id;
+                if let Err(e) = deliver(&reader, &submit, &deps, &id).await {
+                    tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
+                    lost.cancel();
+                }
+                lock(&in_flight).remove(&id);
+                drop(permit);
+            });
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One attempt for one message, and its result proposed. `Err` only when the result could not be
+/// committed (leadership lost): the message stays in the outbox for the next leader.
+async fn deliver(
+    reader: &GroupReader,
+    submit: &Submit,
+    deps: &DispatchDeps,
+    id: &str,
+) -> Result<(), String> {
+    let store = ShardStore(reader);
+    let Some(msg) = runs::load_message(&store, id).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if msg.outbox_due_ms.is_none() {
+        return Ok(());
+    }
+    let channel = deps
+        .view
+        .channels()
+        .into_iter()
+        .find(|c| c.id == msg.channel_id);
+    let outcome_and_logs = match channel {
+        None => (
+            DeliveryOutcome::Undelivered {
+                reason: format!("channel {} no longer exists", msg.channel_id),
+            },
+            Vec::new(),
+        ),
+        Some(channel) => {
+            let out = outgoing(&store, &msg, &channel);
+            let started = std::time::Instant::now();
+            let attempt = deps.providers.send(&out).await;
+            metrics::histogram!(m::PROVIDER_LATENCY, "provider" => channel.provider.clone())
+                .record(started.elapsed().as_secs_f64());
+            let outcome = decide(&msg, attempt.outcome, deps.retry_base);
+            metrics::counter!(m::DELIVERIES, "provider" => channel.provider.clone(),
+                "outcome" => outcome_label(&outcome))
+            .increment(1);
+            let logs = attempt
+                .logs
+                .iter()
+                .filter_map(|l| serde_json::to_string(l).ok())
+                .collect();
+            (outcome, logs)
+        }
+    };
+    let (outcome, logs) = outcome_and_logs;
+    let cmd = ShardCommand::Runs(RunsCommand::Delivery {
+        message_id: id.to_owned(),
+        outcome,
+        logs,
+    });
+    submit(cmd).await.map(|_| ())
+}
+
+fn outcome_label(o: &DeliveryOutcome) -> &'static str {
+    match o {
+        DeliveryOutcome::Sent => "sent",
+        DeliveryOutcome::Delivered => "delivered",
+        DeliveryOutcome::Retry { .. } => "retry",
+        DeliveryOutcome::Undelivered { .. } => "undelivered",
+    }
+}
+
+/// The committed outcome of an attempt: retry with backoff until the attempts run out.
+fn decide(msg: &StoredMessage, outcome: Outcome, retry_base: Duration) -> DeliveryOutcome {
+    match outcome {
+        Outcome::Delivered => DeliveryOutcome::Delivered,
+        Outcome::Sent => DeliveryOutcome::Sent,
+        Outcome::Failed(reason) => DeliveryOutcome::Undelivered { reason },
+        Outcome::Retryable(reason) => {
+            let attempt = msg.attempts + 1;
+            if attempt >= policy::MAX_ATTEMPTS {
+                DeliveryOutcome::Undelivered {
+                    reason: format!("{reason} (gave up after {attempt} attempts)"),
+                }
+            } else {
+                let delay = policy::retry_delay(attempt, retry_base, rand::random::<f64>());
+                DeliveryOutcome::Retry {
+                    retry_at_ms: now_ms() + delay.as_millis() as u64,
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+/// Everything the provider needs: the channel's settings, the rendered content, the recipient
+/// snapshot and the recipient's channel data for this channel.
+fn outgoing(
+    store: &dyn herald_shard::StoreRead,
+    msg: &StoredMessage,
+    channel: &ChannelRecord,
+) -> Outgoing {
+    let channel_data = match herald_shard::query(
+        store,
+        &ShardQuery::GetChannelData {
+            recipient: msg.recipient.clone(),
+            channel_id: channel.id.clone(),
+        },
+    ) {
+        ShardReply::ChannelData(Some(c)) => serde_json::from_str::<Value>(&c.data).ok(),
+        _ => None,
+    };
+    let mut recipient = msg.recipient_snapshot.clone();
+    if let Value::Object(r) = &mut recipient {
+        r.insert("id".into(), Value::String(msg.recipient.id.clone()));
+    }
+    Outgoing {
+        message_id: msg.id.clone(),
+        channel_type: msg.channel_type.clone(),
+        provider: channel.provider.clone(),
+        settings: channel.settings.clone(),
+        content: msg.content.clone(),
+        recipient,
+        channel_data,
+    }
+}
