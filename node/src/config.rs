@@ -70,7 +70,7 @@ impl Default for Config {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 1025,
             email_from: "herald@localhost".into(),
-            retry_base_ms: 15_000,
+            retry_base_ms: crate::delivery::policy::DEFAULT_RETRY_BASE.as_millis() as u64,
             delivery_concurrency: 256,
         }
     }

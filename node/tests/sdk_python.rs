@@ -13,6 +13,18 @@ async fn knockapi_python_sdk_passes_against_a_three_node_cluster() {
     let root = tempfile::tempdir().unwrap();
     let nodes = start_cluster(root.path(), 3, 16).await;
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    // Users on four different shards, for the workflow tests.
+    let mut spread: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0.. {
+        let user = format!("spread-user-{i}");
+        if seen.insert(shard_of_user(&user, 16)) {
+            spread.push(user);
+        }
+        if spread.len() == 4 {
+            break;
+        }
+    }
     let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/python");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(std::env::var("HERALD_PYTHON").unwrap_or_else(|_| "python3".into()))
@@ -20,6 +32,8 @@ async fn knockapi_python_sdk_passes_against_a_three_node_cluster() {
             .env("HERALD_URL", &urls[0])
             .env("HERALD_URLS", urls.join(","))
             .env("HERALD_SECRET_KEY", SECRET)
+            .env("HERALD_SERVICE_TOKEN", SERVICE)
+            .env("HERALD_SPREAD_USERS", spread.join(","))
             .output()
             .expect("run python3 -m pytest (install node/tests/sdk/python/requirements.txt)")
     })

@@ -90,6 +90,8 @@ impl HeraldProcess {
             .env("HERALD_PUBLIC_KEY", PUBLIC)
             .env("HERALD_SERVICE_TOKEN", SERVICE)
             .env("HERALD_CONFIG", "/nonexistent/herald.toml")
+            // Shortened delivery retries: 8 attempts take about two seconds.
+            .env("HERALD_RETRY_BASE_MS", "20")
             .env("RUST_LOG", "info,openraft=warn,quinn=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -168,8 +170,19 @@ impl Client {
     }
 
     pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Resp, String> {
+        self.call_as(SECRET, method, url, body).await
+    }
+
+    /// A call with another key (e.g. [`SERVICE`] for the management API).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Resp, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, url).bearer_auth(SECRET);
+        let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
