@@ -128,36 +128,28 @@ async fn apns_sends_over_http2_with_a_verified_provider_token() {
 #[tokio::test]
 async fn apns_rejects_unusable_settings() {
     let providers = providers(ProvidersConfig::default());
-    let base = json!({"team_id": TEAM_ID, "key_id": KEY_ID, "private_key": "not a key", "bundle_id": "b", "base_url": "http://127.0.0.1:9"});
+    let settings = json!({"team_id": TEAM_ID, "key_id": KEY_ID, "private_key": "not a key",
+                          "bundle_id": "b", "base_url": "http://127.0.0.1:9"});
     let content = json!({"title": "t", "body": "b"});
+    let loud = json!({"title": "t", "body": "b", "delivery_type": "loud"});
     let tokens = Some(json!({"tokens": [OK]}));
-    let attempt = providers
-        .send(&outgoing(
+    let cases = [
+        (&content, tokens.clone(), "private_key"),
+        (&content, None, "no push tokens"),
+        (&loud, tokens, "delivery_type"),
+    ];
+    for (content, channel_data, reason) in cases {
+        let out = outgoing(
             "apns",
             "push",
-            base.clone(),
+            settings.clone(),
             content.clone(),
-            tokens.clone(),
-        ))
-        .await;
-    assert!(
-        matches!(attempt.outcome, Outcome::Failed(ref r) if r.contains("private_key")),
-        "{attempt:?}"
-    );
-    let attempt = providers
-        .send(&outgoing(
-            "apns",
-            "push",
-            base.clone(),
-            content.clone(),
-            None,
-        ))
-        .await;
-    assert!(matches!(attempt.outcome, Outcome::Failed(_)));
-    let mut bad_type = content;
-    bad_type["delivery_type"] = json!("loud");
-    let attempt = providers
-        .send(&outgoing("apns", "push", base, bad_type, tokens))
-        .await;
-    assert!(matches!(attempt.outcome, Outcome::Failed(_)));
+            channel_data,
+        );
+        let attempt = providers.send(&out).await;
+        assert!(
+            matches!(attempt.outcome, Outcome::Failed(ref r) if r.contains(reason)),
+            "{reason}: {attempt:?}"
+        );
+    }
 }

@@ -5,24 +5,24 @@ use serde_json::{json, Value};
 use super::fakes::{
     assert_redacted, checked, email_content, json_reply, outgoing, providers, want, Fake, Seen,
 };
-use crate::delivery::{Outcome, ProvidersConfig};
+use crate::delivery::{Attempt, Outcome, ProvidersConfig};
 
 const MESSAGE_ID: &str = "msg_2b1fUq0Xn8Lw";
 
+/// Send the standard email through `provider` pointed at `fake`, with `api_key`.
+async fn send_email(provider: &str, fake: &Fake, api_key: &str) -> Attempt {
+    let settings = json!({"api_key": api_key, "base_url": fake.base});
+    let out = outgoing(provider, "email", settings, email_content(), None);
+    providers(ProvidersConfig::default()).send(&out).await
+}
+
 fn sendgrid_wire(seen: &Seen) -> Result<(), String> {
-    want("method", seen.method.as_str(), "POST")?;
-    want("path", seen.path.as_str(), "/v3/mail/send")?;
+    let body = seen.json_post("/v3/mail/send")?;
     want(
         "authorization",
         seen.header("authorization"),
         "Bearer SG.test-key",
     )?;
-    want(
-        "content-type",
-        seen.header("content-type"),
-        "application/json",
-    )?;
-    let body = seen.json();
     let personalization = &body["personalizations"][0];
     want(
         "to",
@@ -68,15 +68,7 @@ fn sendgrid_wire(seen: &Seen) -> Result<(), String> {
 #[tokio::test]
 async fn sendgrid_posts_mail_send_and_202_is_sent() {
     let fake = Fake::start(checked(sendgrid_wire, |_| json_reply(202, Value::Null))).await;
-    let providers = providers(ProvidersConfig::default());
-    let out = outgoing(
-        "sendgrid",
-        "email",
-        json!({"api_key": "SG.test-key", "base_url": fake.base}),
-        email_content(),
-        None,
-    );
-    let attempt = providers.send(&out).await;
+    let attempt = send_email("sendgrid", &fake, "SG.test-key").await;
     assert_eq!(attempt.outcome, Outcome::Sent, "{attempt:?}");
     assert_eq!(attempt.logs.len(), 1);
     let log = &attempt.logs[0];
@@ -91,20 +83,13 @@ async fn sendgrid_posts_mail_send_and_202_is_sent() {
 }
 
 fn postmark_wire(seen: &Seen) -> Result<(), String> {
-    want("method", seen.method.as_str(), "POST")?;
-    want("path", seen.path.as_str(), "/email")?;
+    let body = seen.json_post("/email")?;
     want(
         "server token",
         seen.header("x-postmark-server-token"),
         "pm-server-token",
     )?;
     want("accept", seen.header("accept"), "application/json")?;
-    want(
-        "content-type",
-        seen.header("content-type"),
-        "application/json",
-    )?;
-    let body = seen.json();
     let expected = [
         ("From", json!("\"Herald\" <noreply@example.com>")),
         ("To", json!("\"Jane Doe\" <jane@example.com>")),
@@ -156,8 +141,7 @@ async fn postmark_posts_email_and_error_code_zero_is_sent() {
 }
 
 fn resend_wire(seen: &Seen) -> Result<(), String> {
-    want("method", seen.method.as_str(), "POST")?;
-    want("path", seen.path.as_str(), "/emails")?;
+    let body = seen.json_post("/emails")?;
     want(
         "authorization",
         seen.header("authorization"),
@@ -168,7 +152,6 @@ fn resend_wire(seen: &Seen) -> Result<(), String> {
         seen.header("idempotency-key"),
         MESSAGE_ID,
     )?;
-    let body = seen.json();
     want(
         "from",
         &body["from"],
@@ -195,15 +178,7 @@ async fn resend_sends_the_message_id_as_idempotency_key() {
         json_reply(200, json!({"id": "re-1"}))
     }))
     .await;
-    let providers = providers(ProvidersConfig::default());
-    let out = outgoing(
-        "resend",
-        "email",
-        json!({"api_key": "re_test", "base_url": fake.base}),
-        email_content(),
-        None,
-    );
-    let attempt = providers.send(&out).await;
+    let attempt = send_email("resend", &fake, "re_test").await;
     assert_eq!(attempt.outcome, Outcome::Sent, "{attempt:?}");
     assert_redacted(&attempt, "re_test");
 }

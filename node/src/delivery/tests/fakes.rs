@@ -41,6 +41,18 @@ impl Seen {
             .unwrap_or("")
     }
 
+    /// Check `POST <path>` with a JSON body, and return the body.
+    pub(super) fn json_post(&self, path: &str) -> Result<Value, String> {
+        want("method", self.method.as_str(), "POST")?;
+        want("path", self.path.as_str(), path)?;
+        want(
+            "content-type",
+            self.header("content-type"),
+            "application/json",
+        )?;
+        Ok(self.json())
+    }
+
     pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -49,15 +61,21 @@ impl Seen {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// An `application/x-www-form-urlencoded` body (or query) as a map.
+    /// An `application/x-www-form-urlencoded` string (a body or a query) as a map.
     pub(super) fn form_of(encoded: &str) -> BTreeMap<String, String> {
         reqwest::Url::parse(&format!("http://x/?{encoded}"))
             .map(|url| url.query_pairs().into_owned().collect())
             .unwrap_or_default()
     }
 
-    pub(super) fn form(&self) -> BTreeMap<String, String> {
-        Seen::form_of(&self.text())
+    /// The form body, after checking it is declared as one.
+    pub(super) fn form(&self) -> Result<Form, String> {
+        want(
+            "content-type",
+            self.header("content-type"),
+            "application/x-www-form-urlencoded",
+        )?;
+        Ok(Form(Seen::form_of(&self.text())))
     }
 
     /// `(user, password)` from `Authorization: Basic`.
@@ -69,6 +87,17 @@ impl Seen {
         let text = String::from_utf8(decoded).ok()?;
         let (user, password) = text.split_once(':')?;
         Some((user.to_string(), password.to_string()))
+    }
+}
+
+/// A decoded form body.
+#[derive(Debug)]
+pub(super) struct Form(pub(super) BTreeMap<String, String>);
+
+impl Form {
+    /// A field's value, "" when absent.
+    pub(super) fn field(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", String::as_str)
     }
 }
 

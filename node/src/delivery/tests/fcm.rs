@@ -17,18 +17,9 @@ const CLIENT_EMAIL: &str = "herald@test-project.iam.gserviceaccount.com";
 const ACCESS_TOKEN: &str = "ya29.fake-access-token";
 
 fn token_endpoint(seen: &Seen, token_uri: &str) -> Result<(), String> {
-    want(
-        "content-type",
-        seen.header("content-type"),
-        "application/x-www-form-urlencoded",
-    )?;
-    let form = seen.form();
-    want(
-        "grant_type",
-        form.get("grant_type").map_or("", String::as_str),
-        JWT_BEARER_GRANT,
-    )?;
-    let assertion = form.get("assertion").ok_or("no assertion")?;
+    let form = seen.form()?;
+    want("grant_type", form.field("grant_type"), JWT_BEARER_GRANT)?;
+    let assertion = form.field("assertion");
     let key = DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[token_uri]);
@@ -43,22 +34,13 @@ fn token_endpoint(seen: &Seen, token_uri: &str) -> Result<(), String> {
 }
 
 fn send_endpoint(seen: &Seen) -> Result<(), String> {
-    want(
-        "path",
-        seen.path.as_str(),
-        "/v1/projects/test-project/messages:send",
-    )?;
+    let body = seen.json_post("/v1/projects/test-project/messages:send")?;
     want(
         "authorization",
         seen.header("authorization"),
         &format!("Bearer {ACCESS_TOKEN}"),
     )?;
-    want(
-        "content-type",
-        seen.header("content-type"),
-        "application/json",
-    )?;
-    let message = &seen.json()["message"];
+    let message = &body["message"];
     if !message["token"].is_string() {
         return Err("message.token missing".into());
     }

@@ -100,3 +100,30 @@ async fn unknown_providers_fail() {
         ["apns", "fcm", "postmark", "resend", "sendgrid", "slack", "smtp", "twilio", "webhook"]
     );
 }
+
+#[test]
+fn providers_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    fn spawnable<F: std::future::Future + Send>(_: F) {}
+    let providers = providers(ProvidersConfig::default());
+    shareable(&providers);
+    let out = outgoing("webhook", "http", json!({}), json!({}), None);
+    spawnable(providers.send(&out));
+}
+
+#[test]
+fn config_validation() {
+    assert!(ProvidersConfig::default().validate().is_ok());
+    let zero_threshold = ProvidersConfig {
+        breaker_failure_threshold: 0,
+        ..ProvidersConfig::default()
+    };
+    assert!(zero_threshold.validate().is_err());
+    let zero_timeout = ProvidersConfig {
+        request_timeout_ms: 0,
+        ..ProvidersConfig::default()
+    };
+    assert!(zero_timeout.validate().is_err());
+    // Unvalidated, it is clamped rather than refused.
+    let _ = providers(zero_threshold);
+}

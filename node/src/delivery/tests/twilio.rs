@@ -20,24 +20,11 @@ fn twilio_wire(seen: &Seen) -> Result<(), String> {
             "tw-auth-token".to_string(),
         )),
     )?;
-    want(
-        "content-type",
-        seen.header("content-type"),
-        "application/x-www-form-urlencoded",
-    )?;
-    let form = seen.form();
-    want(
-        "To",
-        form.get("To").map_or("", String::as_str),
-        "+15550001111",
-    )?;
-    want(
-        "Body",
-        form.get("Body").map_or("", String::as_str),
-        "Your code is 1234",
-    )?;
+    let form = seen.form()?;
+    want("To", form.field("To"), "+15550001111")?;
+    want("Body", form.field("Body"), "Your code is 1234")?;
     // Exactly one sender: a number or a messaging service.
-    match (form.get("From"), form.get("MessagingServiceSid")) {
+    match (form.0.get("From"), form.0.get("MessagingServiceSid")) {
         (Some(from), None) => want("From", from.as_str(), "+15559990000"),
         (None, Some(service)) => want("MessagingServiceSid", service.as_str(), "MG42"),
         _ => Err(format!(
