@@ -102,7 +102,7 @@ pub struct LoggedRequest {
     pub query: Option<String>,
     /// Header name → value, secrets redacted.
     pub headers: serde_json::Value,
-    /// Body as text (truncated to [`exchange::MAX_LOGGED_BODY`] bytes), secrets redacted.
+    /// Body as text (truncated to 64 KiB), secrets redacted.
     pub body: String,
 }
 
