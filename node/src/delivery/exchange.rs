@@ -17,6 +17,9 @@ pub(crate) const MAX_LOGGED_BODY: usize = 64 * 1024;
 
 const REDACTED: &str = "[REDACTED]";
 
+/// Strings shorter than this are not treated as secrets by [`Redactor`].
+const MIN_SECRET_LEN: usize = 6;
+
 /// Header names whose values are always credentials.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -233,9 +236,13 @@ pub(crate) struct Redactor<'a> {
 
 impl<'a> Redactor<'a> {
     pub(crate) fn new(secrets: &[&'a str]) -> Self {
-        // Longest first, so a secret containing another is replaced whole; empty ones would match
-        // everywhere.
-        let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is replaced whole. Very short strings are
+        // no credentials (a webhook URL's path "/") and replacing them would garble the whole log.
+        let mut secrets: Vec<&str> = secrets
+            .iter()
+            .copied()
+            .filter(|s| s.len() >= MIN_SECRET_LEN)
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Redactor { secrets }
     }
@@ -271,5 +278,35 @@ impl<'a> Redactor<'a> {
             }
         }
         Value::Object(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn redacts_named_headers_and_listed_secrets() {
+        let redactor = Redactor::new(&["tok-123456", "tok-123456-longer", "/", ""]);
+        assert_eq!(
+            redactor.text("a tok-123456-longer and tok-123456 / b"),
+            "a [REDACTED] and [REDACTED] / b"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Basic abc"));
+        headers.insert("x-echo", HeaderValue::from_static("tok-123456"));
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
+        assert_eq!(
+            redactor.headers(&headers),
+            serde_json::json!({"authorization": "[REDACTED]", "x-echo": "[REDACTED]", "accept": "a, b"})
+        );
+    }
+
+    #[test]
+    fn bodies_are_cut_at_the_limit() {
+        let long = vec![b'x'; MAX_LOGGED_BODY + 10];
+        assert_eq!(truncated_text(&long).len(), MAX_LOGGED_BODY);
     }
 }

@@ -105,7 +105,7 @@ pub struct LoggedRequest {
     pub query: Option<String>,
     /// Header name → value, secrets redacted.
     pub headers: serde_json::Value,
-    /// Body as text (truncated to [`exchange::MAX_LOGGED_BODY`] bytes), secrets redacted.
+    /// Body as text (truncated to 64 KiB), secrets redacted.
     pub body: String,
 }
 
@@ -288,8 +288,8 @@ impl HttpClients {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
             reqwest::Client::builder()
-                .timeout(Duration::from_millis(config.request_timeout_ms))
-                .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+                .timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
+                .connect_timeout(Duration::from_millis(config.connect_timeout_ms.max(1)))
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         };
@@ -317,7 +317,8 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// The built-in providers with `config`.
+    /// The built-in providers with `config`. An out-of-range config value is clamped, not refused
+    /// (the node's config loader calls [`ProvidersConfig::validate`] first).
     ///
     /// # Panics
     /// Only if the TLS backend cannot be initialised (no message or setting can cause this); use
@@ -329,10 +330,10 @@ impl Providers {
         }
     }
 
+    /// [`Providers::new`], reporting a TLS backend failure instead of panicking.
     pub fn try_new(config: ProvidersConfig) -> Result<Self> {
-        config.validate()?;
         let http = HttpClients::new(&config)?;
-        let smtp_timeout = Duration::from_millis(config.smtp_timeout_ms);
+        let smtp_timeout = Duration::from_millis(config.smtp_timeout_ms.max(1));
         let mut providers = Providers {
             entries: BTreeMap::new(),
             config,
