@@ -1,5 +1,6 @@
-//! Knock v1 HTTP API for recipients: users, objects, tenants, their channel data and preference
-//! sets, the bulk endpoints and bulk operations.
+//! Knock v1 HTTP API: recipients (users, objects, tenants, their channel data and preference
+//! sets, the bulk endpoints and bulk operations), messages and their engagement, the in-app feed,
+//! and workflow recipient runs.
 //!
 //! ```text
 //! request -> [auth: Bearer sk] -> extract (Knock-shaped rejections) -> validate (validate.rs)
@@ -23,17 +24,23 @@ mod auth;
 mod bulk;
 pub mod error;
 mod extract;
+mod feeds;
+mod message_render;
+mod messages;
 mod objects;
 mod paging;
 pub mod query;
 mod recipients;
 mod render;
+mod runs;
 mod tenants;
 mod users;
 mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_messages;
 
 use std::sync::Arc;
 
@@ -46,13 +53,16 @@ pub use extract::BODY_LIMIT;
 pub use paging::MAX_PAGE_SIZE;
 pub use validate::{MAX_BULK_ITEMS, MAX_ID_CHARS};
 
-/// Every v1 recipients endpoint, behind secret-key auth.
+/// Every v1 endpoint of this module, behind secret-key auth.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
     Router::new()
         .merge(users::routes())
         .merge(objects::routes())
         .merge(tenants::routes())
         .merge(bulk::routes())
+        .merge(messages::routes())
+        .merge(feeds::routes())
+        .merge(runs::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             auth::require_secret_key,

@@ -8,12 +8,20 @@
 //! order asc,  after=c  -> items > c, ascending     order desc, after=c  -> items < c, descending
 //! order asc,  before=c -> items < c (read down, returned ascending)    (and the mirror for desc)
 //! ```
+//!
+//! Lists keyed by Herald ids (messages, recipient runs) are newest first and their cursor is the
+//! item's own id, which already orders them ([`IdPageRequest`], [`newest_first`]); short lists
+//! read whole (events, logs) page in memory by row id ([`page_in_memory`]).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use herald_shard::{ListPosition, ListQuery, RecipientRef, RecipientView, ShardQuery, ShardReply};
+use herald_shard::runs::Page;
+use herald_shard::{
+    ListPosition, ListQuery, RecipientRef, RecipientView, ShardId, ShardQuery, ShardReply,
+};
 use serde_json::Value;
 
 use super::error::{internal, invalid, ApiError, ApiResult};
@@ -41,6 +49,19 @@ pub fn decode_cursor(s: &str) -> ApiResult<ListPosition> {
     })
 }
 
+/// `page_size`: 1..=50, default 50.
+fn page_size(q: &QueryParams) -> ApiResult<u32> {
+    match q.string("page_size")? {
+        None | Some("") => Ok(MAX_PAGE_SIZE),
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(invalid(format!(
+                "page_size must be an integer from 1 to {MAX_PAGE_SIZE}"
+            ))),
+        },
+    }
+}
+
 /// The paging parameters of a list request.
 #[derive(Debug, Clone)]
 pub struct PageRequest {
@@ -54,17 +75,7 @@ pub struct PageRequest {
 impl PageRequest {
     /// `after`, `before`, `page_size` (1..=50, default 50) and, where allowed, `order=asc|desc`.
     pub fn from_query(q: &QueryParams, allow_order: bool) -> ApiResult<Self> {
-        let page_size = match q.string("page_size")? {
-            None | Some("") => MAX_PAGE_SIZE,
-            Some(s) => match s.parse::<u32>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-                _ => {
-                    return Err(invalid(format!(
-                        "page_size must be an integer from 1 to {MAX_PAGE_SIZE}"
-                    )))
-                }
-            },
-        };
+        let page_size = page_size(q)?;
         let descending = match (allow_order, q.string("order")?) {
             (_, None) | (true, Some("asc")) => false,
             (true, Some("desc")) => true,
@@ -169,6 +180,195 @@ pub async fn list_page(
         "entries": items.iter().map(render_item).collect::<Vec<_>>(),
         "page_info": render::page_info(page.page_size, after, before),
     }))
+}
+
+/// Paging of a list whose cursor is the item's id: `after` (older items on newest-first lists),
+/// `before` (newer items), `page_size`.
+#[derive(Debug, Clone, Default)]
+pub struct IdPageRequest {
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub page_size: u32,
+}
+
+impl IdPageRequest {
+    pub fn from_query(q: &QueryParams) -> ApiResult<Self> {
+        let cursor = |k| -> ApiResult<Option<String>> {
+            Ok(q.string(k)?.filter(|s| !s.is_empty()).map(str::to_owned))
+        };
+        Ok(IdPageRequest {
+            after: cursor("after")?,
+            before: cursor("before")?,
+            page_size: page_size(q)?,
+        })
+    }
+
+    /// Refuse cursors that are not Herald ids (lists of messages and runs).
+    pub fn herald_ids(self) -> ApiResult<Self> {
+        for c in self.after.iter().chain(&self.before) {
+            if herald_shard::ids::slot_of_id(c).is_none() {
+                return Err(invalid("invalid pagination cursor"));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// One page and the cursors of its neighbours.
+#[derive(Debug)]
+pub struct IdPage<T> {
+    pub items: Vec<T>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+impl<T> IdPage<T> {
+    pub fn page_info(&self, page_size: u32) -> Value {
+        render::page_info(page_size, self.after.clone(), self.before.clone())
+    }
+}
+
+/// Rows already in memory, in list order, paged by their ids: `after=x` starts behind row `x`,
+/// `before=x` ends in front of it. A cursor naming no row is a 422.
+pub fn page_in_memory<T>(
+    mut rows: Vec<T>,
+    page: &IdPageRequest,
+    id_of: fn(&T) -> &str,
+) -> ApiResult<IdPage<T>> {
+    let position = |c: &str| {
+        rows.iter()
+            .position(|r| id_of(r) == c)
+            .ok_or_else(|| invalid("invalid pagination cursor"))
+    };
+    let start = match &page.after {
+        Some(c) => position(c)? + 1,
+        None => 0,
+    };
+    let end = match &page.before {
+        Some(c) => position(c)?,
+        None => rows.len(),
+    };
+    let size = page.page_size as usize;
+    let (start, end) = if start >= end {
+        (start, start)
+    } else if page.after.is_none() && page.before.is_some() {
+        (end.saturating_sub(size).max(start), end)
+    } else {
+        (start, end.min(start + size))
+    };
+    let before = (start > 0 && start < end).then(|| id_of(&rows[start]).to_owned());
+    let after = (end < rows.len() && start < end).then(|| id_of(&rows[end - 1]).to_owned());
+    rows.truncate(end);
+    rows.drain(..start);
+    Ok(IdPage {
+        items: rows,
+        after,
+        before,
+    })
+}
+
+/// Extra bounds on a newest-first id list (e.g. from a time filter), tightened with the cursors.
+#[derive(Debug, Clone, Default)]
+pub struct IdBounds {
+    pub newer_than: Option<String>,
+    pub older_than: Option<String>,
+}
+
+/// Rows a backward page reads from a shard per call while walking down to its cursor.
+const WALK: u32 = 200;
+
+/// One newest-first page of a list keyed by time-ordered Herald ids, gathered from `shards`.
+///
+/// `fetch(shard, page)` returns the shard's matching rows strictly between the page's bounds,
+/// newest first, at most `page.limit`. Forward pages (`after`, or no cursor) ask every shard for
+/// `page_size + 1` rows below the cursor. A `before` page holds the rows just above its cursor, so
+/// each shard is walked down from the top to the cursor keeping its lowest `page_size + 1` rows
+/// (cheap for the usual case, a feed asking what arrived since its first item).
+pub async fn newest_first<T, F, Fut>(
+    shards: &[ShardId],
+    page: &IdPageRequest,
+    bounds: &IdBounds,
+    fetch: F,
+    id_of: fn(&T) -> &str,
+) -> ApiResult<IdPage<T>>
+where
+    F: Fn(ShardId, Page) -> Fut,
+    Fut: Future<Output = ApiResult<Vec<T>>>,
+{
+    let size = page.page_size as usize;
+    let backward = page.after.is_none() && page.before.is_some();
+    let older_than = min_id(page.after.clone(), bounds.older_than.clone());
+    let newer_than = max_id(page.before.clone(), bounds.newer_than.clone());
+    let reads = shards.iter().map(|&shard| {
+        let (fetch, older_than, newer_than) = (&fetch, older_than.clone(), newer_than.clone());
+        async move {
+            if !backward {
+                let p = Page {
+                    older_than,
+                    newer_than,
+                    limit: page.page_size + 1,
+                };
+                return fetch(shard, p).await;
+            }
+            let mut lowest: Vec<T> = Vec::new();
+            let mut older = older_than;
+            loop {
+                let p = Page {
+                    older_than: older.clone(),
+                    newer_than: newer_than.clone(),
+                    limit: WALK,
+                };
+                let rows = fetch(shard, p).await?;
+                let done = rows.len() < WALK as usize;
+                older = rows.last().map(|r| id_of(r).to_owned());
+                lowest.extend(rows);
+                let excess = lowest.len().saturating_sub(size + 1);
+                lowest.drain(..excess);
+                if done {
+                    return Ok(lowest);
+                }
+            }
+        }
+    });
+    let mut items = Vec::new();
+    for rows in futures::future::join_all(reads).await {
+        items.extend(rows?);
+    }
+    items.sort_by(|a, b| id_of(b).cmp(id_of(a)));
+    let has_more = items.len() > size;
+    if backward {
+        items.drain(..items.len().saturating_sub(size));
+    } else {
+        items.truncate(size);
+    }
+    let first = items.first().map(|r| id_of(r).to_owned());
+    let last = items.last().map(|r| id_of(r).to_owned());
+    // Past a cursor there is always something on its other side: the cursor's own row.
+    let (after, before) = if backward {
+        (last, first.filter(|_| has_more))
+    } else {
+        (last.filter(|_| has_more), first.filter(|_| page.after.is_some()))
+    };
+    Ok(IdPage {
+        items,
+        after,
+        before,
+    })
+}
+
+/// The tighter of two upper bounds (ids order like their times).
+fn min_id(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_id(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]
