@@ -175,6 +175,7 @@ async fn feed(
         Some("compact") => true,
         Some(_) => return Err(invalid("`mode` must be `compact` or `rich`")),
     };
+    // Content was rendered when the message was created: `locale` is checked, not used.
     q.string("locale")?;
     let exclude = exclude_paths(q.string("exclude")?)?;
     let channel = feed_channel(&b, &channel_id)?;
@@ -197,7 +198,9 @@ async fn feed(
         async move {
             match runs_read(b, shard, q).await? {
                 RunsReply::Feed { items, counts: c } => {
-                    *counts.lock().map_err(|_| internal("feed counts lock poisoned"))? = c;
+                    *counts
+                        .lock()
+                        .map_err(|_| internal("feed counts lock poisoned"))? = c;
                     parse_rows::<StoredMessage>(&items)
                 }
                 other => Err(unexpected_runs(other)),

@@ -172,7 +172,10 @@ pub fn contents(m: &StoredMessage) -> Value {
 }
 
 fn blocks(m: &StoredMessage) -> Value {
-    m.content.get("blocks").cloned().unwrap_or_else(|| json!([]))
+    m.content
+        .get("blocks")
+        .cloned()
+        .unwrap_or_else(|| json!([]))
 }
 
 /// Knock's MessageEvent from a stored event row.

@@ -105,7 +105,11 @@ pub(super) async fn runs_read(b: &AppState, shard: ShardId, q: RunsQuery) -> Api
 }
 
 async fn runs_write(b: &AppState, shard: ShardId, c: RunsCommand) -> ApiResult<RunsReply> {
-    match b.write(shard, ShardCommand::Runs(c)).await.map_err(ApiError)? {
+    match b
+        .write(shard, ShardCommand::Runs(c))
+        .await
+        .map_err(ApiError)?
+    {
         ShardReply::Runs(r) => Ok(r),
         other => Err(unexpected(other)),
     }
@@ -235,7 +239,6 @@ fn list_filter(b: &AppState, q: &QueryParams) -> ApiResult<MessageFilter> {
     f.message_ids = q.list("message_ids")?;
     f.workflow_run_id = q.string("workflow_run_id")?.map(str::to_owned);
     f.run_id = q.string("workflow_recipient_run_id")?.map(str::to_owned);
-    f.archived = ArchivedFilter::Include;
     Ok(f)
 }
 
@@ -325,7 +328,10 @@ async fn load(b: &AppState, id: &str) -> ApiResult<StoredMessage> {
     }
 }
 
-async fn get_message(State(b): State<AppState>, KPath(id): KPath<String>) -> ApiResult<Json<Value>> {
+async fn get_message(
+    State(b): State<AppState>,
+    KPath(id): KPath<String>,
+) -> ApiResult<Json<Value>> {
     let m = load(&b, &id).await?;
     Ok(Json(mr::message(&m, &b.channels())))
 }
@@ -419,7 +425,9 @@ fn metadata(body: &Value) -> ApiResult<String> {
                 )));
             }
             if m.values().any(|v| v.is_object() || v.is_array()) {
-                return Err(invalid("`metadata` values must be flat (no objects or lists)"));
+                return Err(invalid(
+                    "`metadata` values must be flat (no objects or lists)",
+                ));
             }
             Ok(Value::Object(m.clone()).to_string())
         }
@@ -516,7 +524,10 @@ fn batch_ids(ids: Vec<String>) -> ApiResult<Vec<String>> {
         )));
     }
     let mut seen = std::collections::BTreeSet::new();
-    Ok(ids.into_iter().filter(|id| seen.insert(id.clone())).collect())
+    Ok(ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
 }
 
 /// `POST /v1/messages/batch/{action}` with `{message_ids[], metadata?}` -> Message[] (in request
@@ -593,7 +604,11 @@ fn bulk_recipients(body: &Value) -> ApiResult<Vec<RecipientRef>> {
                     };
                     validate::object_ref(field("collection")?, field("id")?)?
                 }
-                _ => return Err(invalid("each recipient must be a user id or `{id, collection}`")),
+                _ => {
+                    return Err(invalid(
+                        "each recipient must be a user id or `{id, collection}`",
+                    ))
+                }
             });
         }
     }

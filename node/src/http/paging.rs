@@ -347,7 +347,10 @@ where
     let (after, before) = if backward {
         (last, first.filter(|_| has_more))
     } else {
-        (last.filter(|_| has_more), first.filter(|_| page.after.is_some()))
+        (
+            last.filter(|_| has_more),
+            first.filter(|_| page.after.is_some()),
+        )
     };
     Ok(IdPage {
         items,
@@ -374,6 +377,108 @@ fn max_id(a: Option<String>, b: Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 1000 ids alternating between two shards, oldest first.
+    fn two_shards() -> Vec<String> {
+        (0..1000u64)
+            .map(|i| herald_shard::ids::make_id(1000 + i, (i % 2) as u16, [0; 10]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn newest_first_pages_both_ways_across_shards() {
+        let ids = two_shards();
+        let fetch = |shard: ShardId, p: Page| {
+            let ids = &ids;
+            async move {
+                let mut rows: Vec<String> = (0..ids.len())
+                    .filter(|i| (*i % 2) as u32 == shard)
+                    .map(|i| ids[i].clone())
+                    .filter(|id| p.older_than.as_ref().is_none_or(|o| id < o))
+                    .filter(|id| p.newer_than.as_ref().is_none_or(|n| id > n))
+                    .collect();
+                rows.reverse();
+                rows.truncate(p.limit as usize);
+                Ok(rows)
+            }
+        };
+        let newest = |range: std::ops::Range<usize>| -> Vec<String> {
+            ids[range].iter().rev().cloned().collect()
+        };
+        let run = |after: Option<usize>, before: Option<usize>, size: u32, bounds: IdBounds| {
+            let page = IdPageRequest {
+                after: after.map(|i| ids[i].clone()),
+                before: before.map(|i| ids[i].clone()),
+                page_size: size,
+            };
+            let fetch = &fetch;
+            async move {
+                newest_first(&[0, 1], &page, &bounds, fetch, |s: &String| s.as_str())
+                    .await
+                    .unwrap()
+            }
+        };
+        // Far below the top: every shard is walked down past WALK rows.
+        let p = run(None, Some(100), 7, IdBounds::default()).await;
+        assert_eq!(p.items, newest(101..108));
+        assert_eq!(
+            (p.after, p.before),
+            (Some(ids[101].clone()), Some(ids[107].clone()))
+        );
+        let p = run(None, Some(995), 7, IdBounds::default()).await;
+        assert_eq!((p.items, p.before), (newest(996..1000), None));
+        let p = run(Some(500), None, 3, IdBounds::default()).await;
+        assert_eq!(p.items, newest(497..500));
+        assert_eq!(
+            (p.after, p.before),
+            (Some(ids[497].clone()), Some(ids[499].clone()))
+        );
+        let p = run(None, None, 50, IdBounds::default()).await;
+        assert_eq!((p.items.len(), p.before), (50, None));
+        let bounds = IdBounds {
+            newer_than: Some(ids[10].clone()),
+            older_than: Some(ids[20].clone()),
+        };
+        let p = run(Some(900), None, 50, bounds.clone()).await;
+        assert_eq!((p.items, p.after), (newest(11..20), None));
+        let p = run(None, Some(5), 4, bounds).await;
+        assert_eq!(p.items, newest(11..15));
+    }
+
+    #[test]
+    fn page_in_memory_by_row_id() {
+        let rows: Vec<String> = (0..5).map(|i| format!("r{i}")).collect();
+        fn id(s: &String) -> &str {
+            s
+        }
+        let page = |after: Option<&str>, before: Option<&str>, page_size| IdPageRequest {
+            after: after.map(str::to_owned),
+            before: before.map(str::to_owned),
+            page_size,
+        };
+        let p = page_in_memory(rows.clone(), &page(None, None, 2), id).unwrap();
+        assert_eq!(
+            (p.items, p.after, p.before),
+            (vec!["r0".to_owned(), "r1".into()], Some("r1".into()), None)
+        );
+        let p = page_in_memory(rows.clone(), &page(Some("r1"), None, 2), id).unwrap();
+        assert_eq!(
+            (p.items, p.before),
+            (vec!["r2".to_owned(), "r3".into()], Some("r2".into()))
+        );
+        let p = page_in_memory(rows.clone(), &page(None, Some("r4"), 2), id).unwrap();
+        assert_eq!(
+            (p.items, p.after, p.before),
+            (
+                vec!["r2".to_owned(), "r3".into()],
+                Some("r3".into()),
+                Some("r2".into())
+            )
+        );
+        let p = page_in_memory(rows.clone(), &page(Some("r4"), None, 2), id).unwrap();
+        assert!(p.items.is_empty() && p.after.is_none() && p.before.is_none());
+        assert!(page_in_memory(rows, &page(Some("zz"), None, 2), id).is_err());
+    }
 
     #[test]
     fn cursor_round_trip() {

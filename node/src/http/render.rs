@@ -159,8 +159,14 @@ mod tests {
     fn iso_is_utc_rfc3339() {
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(parse_iso("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
-        assert_eq!(parse_iso("2023-11-14T23:13:20.123+01:00"), Some(1_700_000_000_123));
+        assert_eq!(
+            parse_iso("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_iso("2023-11-14T23:13:20.123+01:00"),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(parse_iso("2023-11-14T22:13:20"), Some(1_700_000_000_000));
         assert_eq!(parse_iso("yesterday"), None);
     }

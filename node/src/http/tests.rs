@@ -189,7 +189,12 @@ impl Harness {
         (status, v)
     }
 
-    pub(super) async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let body = body
             .map(|b| Body::from(b.to_string()))
             .unwrap_or_else(Body::empty);
@@ -214,7 +219,14 @@ impl Harness {
     }
 
     /// Send a request that must be refused with a Knock error body and change nothing.
-    pub(super) async fn refused(&self, method: Method, uri: &str, body: Body, status: StatusCode, code: &str) {
+    pub(super) async fn refused(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Body,
+        status: StatusCode,
+        code: &str,
+    ) {
         let before = self.backend.snapshot();
         let (s, v) = self
             .raw(method.clone(), uri, Some(&format!("Bearer {SK}")), body)
