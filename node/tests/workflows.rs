@@ -20,11 +20,12 @@ use common::*;
 use serde_json::{json, Value};
 
 /// What the sink received: per path, the (idempotency key, body) of every request.
-#[derive(Default)]
 struct Sink {
     received: Mutex<BTreeMap<String, Vec<(String, String)>>>,
     /// Per idempotency key: how many requests were answered so far (for the flaky path).
     attempts: Mutex<HashMap<String, u32>>,
+    /// Requests to `/held` wait until this is true.
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 async fn receive(
@@ -33,6 +34,10 @@ async fn receive(
     headers: HeaderMap,
     body: String,
 ) -> StatusCode {
+    if path == "held" {
+        let mut open = sink.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -58,7 +63,11 @@ async fn receive(
 }
 
 async fn start_sink() -> (SocketAddr, Arc<Sink>) {
-    let sink = Arc::new(Sink::default());
+    let sink = Arc::new(Sink {
+        received: Mutex::default(),
+        attempts: Mutex::default(),
+        open: tokio::sync::watch::channel(false).0,
+    });
     let app = Router::new()
         .route("/{path}", post(receive))
         .with_state(sink.clone());
@@ -103,9 +112,10 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
     let client = Client::new();
     let (sink_addr, sink) = start_sink().await;
     let entry = nodes[0].url();
-    push_webhook_workflow(&client, &entry, "failover", &format!("http://{sink_addr}/ok")).await;
+    push_webhook_workflow(&client, &entry, "failover", &format!("http://{sink_addr}/held")).await;
 
-    // Acknowledged triggers for users spread over every shard...
+    // Acknowledged triggers for users spread over every shard; the sink holds every delivery, so
+    // the messages are queued or in flight when...
     let users: Vec<String> = (0..120).map(|i| format!("fo-{i}")).collect();
     for (i, u) in users.iter().enumerate() {
         let r = client
@@ -118,12 +128,14 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    // ...then, at once, kill -9 the leader of the first user's shard (it may not have sent yet).
+    // ...the leader of the first user's shard is killed (-9).
     let status = client.cluster(&entry).await.unwrap();
     let shard = shard_of_user(&users[0], 16);
     let leader = status["shards"][shard as usize]["leader"].as_u64().unwrap();
     let victim = nodes.iter().position(|n| n.id == leader).unwrap();
     nodes[victim].kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.open.send_replace(true);
 
     let expected: BTreeSet<String> = users.iter().cloned().collect();
     let delivered = eventually(Duration::from_secs(60), "every trigger delivered", || {
@@ -132,7 +144,7 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
         async move {
             let received = sink.received.lock().unwrap();
             let by_user: BTreeMap<String, BTreeSet<String>> = received
-                .get("ok")?
+                .get("held")?
                 .iter()
                 .map(|(key, body)| {
                     let v: Value = serde_json::from_str(body).unwrap();

@@ -97,7 +97,7 @@ fn new_operation_id() -> String {
     )
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -105,7 +105,7 @@ fn now_ms() -> u64 {
 }
 
 /// Record a completed operation in the meta group and return its BulkOperation JSON.
-async fn completed(
+pub(super) async fn completed(
     backend: &AppState,
     name: &str,
     rows: usize,

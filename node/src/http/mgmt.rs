@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/workflows/{key}/validate", put(validate_workflow))
         .route("/v1/workflows/{key}/activate", put(activate_workflow))
         .route("/v1/channels", get(list_channels))
-        .route("/v1/channels/{id}", get(get_channel).put(put_channel))
+        .route("/v1/channels/{channel_id}", get(get_channel).put(put_channel))
 }
 
 fn render_workflow(r: &WorkflowRecord) -> Value {

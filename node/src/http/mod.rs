@@ -1,5 +1,6 @@
-//! Knock v1 HTTP API for recipients: users, objects, tenants, their channel data and preference
-//! sets, the bulk endpoints and bulk operations.
+//! Knock v1 HTTP API: recipients (users, objects, tenants, their channel data and preference
+//! sets, the bulk endpoints and bulk operations), messages and their engagement, the in-app feed,
+//! and workflow recipient runs.
 //!
 //! ```text
 //! request -> [auth: Bearer sk] -> extract (Knock-shaped rejections) -> validate (validate.rs)
@@ -23,12 +24,16 @@ mod auth;
 mod bulk;
 pub mod error;
 mod extract;
+mod feeds;
+mod message_render;
+mod messages;
 mod mgmt;
 mod objects;
 mod paging;
 pub mod query;
 mod recipients;
 mod render;
+mod runs;
 mod tenants;
 mod users;
 mod validate;
@@ -36,6 +41,8 @@ mod workflows;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_messages;
 
 use std::sync::Arc;
 
@@ -56,6 +63,9 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(tenants::routes())
         .merge(bulk::routes())
         .merge(workflows::routes())
+        .merge(messages::routes())
+        .merge(feeds::routes())
+        .merge(runs::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             auth::require_secret_key,

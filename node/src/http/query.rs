@@ -166,6 +166,21 @@ impl QueryParams {
         }
     }
 
+    /// `true` or `false`.
+    pub fn boolean(&self, key: &str) -> ApiResult<Option<bool>> {
+        match self.string(key)? {
+            None | Some("") => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(invalid(format!("`{key}` must be `true` or `false`"))),
+        }
+    }
+
+    /// A parameter whatever its shape (for parameters that take a string or an object).
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.root.get(key)
+    }
+
     /// A list of objects sent indexed (`key[0][id]=a&key[1][id]=b`), in index order.
     pub fn object_list(&self, key: &str) -> ApiResult<Vec<Map<String, Value>>> {
         let Some(m) = self.object(key)? else {

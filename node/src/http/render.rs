@@ -15,6 +15,14 @@ pub fn iso(ms: u64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
+/// An ISO-8601 timestamp as ms since the epoch; one without an offset is read as UTC.
+pub fn parse_iso(s: &str) -> Option<u64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 fn properties(view: &RecipientView) -> Map<String, Value> {
     match serde_json::from_str(&view.properties) {
         Ok(Value::Object(m)) => m,
@@ -151,5 +159,15 @@ mod tests {
     fn iso_is_utc_rfc3339() {
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            parse_iso("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_iso("2023-11-14T23:13:20.123+01:00"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(parse_iso("2023-11-14T22:13:20"), Some(1_700_000_000_000));
+        assert_eq!(parse_iso("yesterday"), None);
     }
 }

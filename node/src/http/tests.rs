@@ -18,17 +18,17 @@ use tower::ServiceExt;
 use crate::backend::{ApiKeys, Backend, BoxFuture};
 use crate::error::Error;
 
-const SHARDS: u32 = 4;
-const SK: &str = "sk_test_123";
+pub(super) const SHARDS: u32 = 4;
+pub(super) const SK: &str = "sk_test_123";
 
-struct TestBackend {
+pub(super) struct TestBackend {
     stores: Vec<Mutex<MemStore>>,
     clock: AtomicU64,
     meta: Mutex<BTreeMap<(String, String), Value>>,
 }
 
 impl TestBackend {
-    fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(TestBackend {
             stores: (0..SHARDS).map(|_| Mutex::new(MemStore::new())).collect(),
             clock: AtomicU64::new(1_700_000_000_000),
@@ -36,7 +36,7 @@ impl TestBackend {
         })
     }
 
-    fn snapshot(&self) -> (Vec<MemStore>, usize) {
+    pub(super) fn snapshot(&self) -> (Vec<MemStore>, usize) {
         let stores = self
             .stores
             .iter()
@@ -45,7 +45,7 @@ impl TestBackend {
         (stores, self.meta.lock().unwrap().len())
     }
 
-    fn owner(&self, r: &RecipientRef) -> ShardId {
+    pub(super) fn owner(&self, r: &RecipientRef) -> ShardId {
         self.shard_for(&r.recipient_key())
     }
 
@@ -172,19 +172,19 @@ impl Backend for TestBackend {
     }
 }
 
-struct Harness {
-    backend: Arc<TestBackend>,
+pub(super) struct Harness {
+    pub(super) backend: Arc<TestBackend>,
     app: axum::Router,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let backend = TestBackend::new();
         let app = super::router(backend.clone());
         Harness { backend, app }
     }
 
-    async fn raw(
+    pub(super) async fn raw(
         &self,
         method: Method,
         uri: &str,
@@ -217,7 +217,12 @@ impl Harness {
         (status, v)
     }
 
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let body = body
             .map(|b| Body::from(b.to_string()))
             .unwrap_or_else(Body::empty);
@@ -225,24 +230,31 @@ impl Harness {
             .await
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Method::GET, uri, None).await
     }
 
-    async fn put(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn put(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, uri, Some(body)).await
     }
 
-    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, uri, Some(body)).await
     }
 
-    async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+    pub(super) async fn delete(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, uri, None).await
     }
 
     /// Send a request that must be refused with a Knock error body and change nothing.
-    async fn refused(&self, method: Method, uri: &str, body: Body, status: StatusCode, code: &str) {
+    pub(super) async fn refused(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Body,
+        status: StatusCode,
+        code: &str,
+    ) {
         let before = self.backend.snapshot();
         let (s, v) = self
             .raw(method.clone(), uri, Some(&format!("Bearer {SK}")), body)
@@ -256,13 +268,13 @@ impl Harness {
     }
 }
 
-fn assert_knock_error(v: &Value, status: StatusCode, code: &str) {
+pub(super) fn assert_knock_error(v: &Value, status: StatusCode, code: &str) {
     assert_eq!(v["code"], json!(code), "{v}");
     assert_eq!(v["status"], json!(status.as_u16()), "{v}");
     assert!(v["message"].is_string() && v["type"].is_string(), "{v}");
 }
 
-fn is_iso(v: &Value) -> bool {
+pub(super) fn is_iso(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
         s.ends_with('Z')
             && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
