@@ -112,7 +112,13 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
     let client = Client::new();
     let (sink_addr, sink) = start_sink().await;
     let entry = nodes[0].url();
-    push_webhook_workflow(&client, &entry, "failover", &format!("http://{sink_addr}/held")).await;
+    push_webhook_workflow(
+        &client,
+        &entry,
+        "failover",
+        &format!("http://{sink_addr}/held"),
+    )
+    .await;
 
     // Acknowledged triggers for users spread over every shard; the sink holds every delivery, so
     // the messages are queued or in flight when...
@@ -164,7 +170,11 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
     let ids: BTreeSet<&String> = delivered
         .values()
         .map(|keys| {
-            assert_eq!(keys.len(), 1, "one stable idempotency id per message: {keys:?}");
+            assert_eq!(
+                keys.len(),
+                1,
+                "one stable idempotency id per message: {keys:?}"
+            );
             keys.iter().next().unwrap()
         })
         .collect();
@@ -196,7 +206,13 @@ async fn failing_receivers_are_retried_then_given_up() {
     let client = Client::new();
     let (sink_addr, sink) = start_sink().await;
     let node = nodes[1].url();
-    push_webhook_workflow(&client, &node, "flaky", &format!("http://{sink_addr}/flaky")).await;
+    push_webhook_workflow(
+        &client,
+        &node,
+        "flaky",
+        &format!("http://{sink_addr}/flaky"),
+    )
+    .await;
     push_webhook_workflow(&client, &node, "down", &format!("http://{sink_addr}/down")).await;
     for (wf, user) in [("flaky", "retry-a"), ("down", "retry-b")] {
         let r = client
@@ -215,7 +231,10 @@ async fn failing_receivers_are_retried_then_given_up() {
     let logs = client
         .call(
             "GET",
-            &format!("{read}/v1/messages/{}/delivery_logs", delivered["id"].as_str().unwrap()),
+            &format!(
+                "{read}/v1/messages/{}/delivery_logs",
+                delivered["id"].as_str().unwrap()
+            ),
             None,
         )
         .await
@@ -232,11 +251,19 @@ async fn failing_receivers_are_retried_then_given_up() {
     let logs = client
         .call(
             "GET",
-            &format!("{read}/v1/messages/{}/delivery_logs", undelivered["id"].as_str().unwrap()),
+            &format!(
+                "{read}/v1/messages/{}/delivery_logs",
+                undelivered["id"].as_str().unwrap()
+            ),
             None,
         )
         .await
         .unwrap();
-    assert_eq!(logs.body["items"].as_array().unwrap().len(), 8, "{}", logs.body);
+    assert_eq!(
+        logs.body["items"].as_array().unwrap().len(),
+        8,
+        "{}",
+        logs.body
+    );
     assert_eq!(sink.received.lock().unwrap()["down"].len(), 8);
 }

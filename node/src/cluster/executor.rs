@@ -45,6 +45,7 @@ pub enum ProposeError {
 
 /// What callers hand the executor: a command to propose as is, or a trigger to evaluate against
 /// applied state first (the leader evaluates; the log records the effects).
+#[allow(clippy::large_enum_variant)] // moved once into the executor's queue, like ShardCommand
 #[derive(Debug)]
 pub enum Work {
     Command(ShardCommand),
@@ -112,7 +113,10 @@ fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, W
             }
             Work::Trigger(t) => t,
         };
-        let Some(workflow) = deps.cache.get(&deps.view, &trigger.workflow, trigger.version) else {
+        let Some(workflow) = deps
+            .cache
+            .get(&deps.view, &trigger.workflow, trigger.version)
+        else {
             let _ = waiter.send(Err(ProposeError::Failed {
                 retryable: true,
                 message: format!(

@@ -36,7 +36,10 @@ pub struct GroupStatus {
 pub enum NodeReply {
     Shard(ShardReply),
     /// A meta write's reply and the log index it was applied at.
-    Meta { reply: MetaReply, index: u64 },
+    Meta {
+        reply: MetaReply,
+        index: u64,
+    },
     /// A meta record as JSON text, if present.
     Record(Option<String>),
     Status(Option<GroupStatus>),

@@ -255,10 +255,13 @@ impl Cluster {
                 executors: Mutex::new(HashMap::new()),
                 workflows: Arc::default(),
                 outbox_wake: Mutex::new(HashMap::new()),
-                providers: Arc::new(
-                    crate::delivery::Providers::try_new(crate::delivery::ProvidersConfig::default())
+                providers:
+                    Arc::new(
+                        crate::delivery::Providers::try_new(
+                            crate::delivery::ProvidersConfig::default(),
+                        )
                         .map_err(|e| Error::Internal(format!("delivery providers: {e}")))?,
-                ),
+                    ),
                 leader_hints: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
             }),
@@ -317,9 +320,10 @@ impl Cluster {
         .await?;
         if self.inner.view.channels().is_empty() {
             for channel in default_channels(&self.inner.config, crate::cluster::now_ms()) {
-                let channel_json = serde_json::to_string(&channel)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                self.meta_write(MetaCommand::PutChannel { channel_json }).await?;
+                let channel_json =
+                    serde_json::to_string(&channel).map_err(|e| Error::Internal(e.to_string()))?;
+                self.meta_write(MetaCommand::PutChannel { channel_json })
+                    .await?;
             }
         }
         for shard in 0..boot.info.shards {
@@ -382,19 +386,26 @@ impl Cluster {
 /// The channels every new cluster starts with: `in-app` (in_app_feed), `email` (SMTP from the
 /// config) and `webhook` (http). Ids are random UUIDs, fixed once written.
 fn default_channels(config: &Config, now_ms: u64) -> Vec<ChannelRecord> {
-    let channel = |key: &str, name: &str, channel_type: &str, provider: &str, settings| ChannelRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        key: key.into(),
-        name: name.into(),
-        channel_type: channel_type.into(),
-        provider: provider.into(),
-        settings,
-        sandbox: false,
-        created_ms: now_ms,
-        updated_ms: now_ms,
-    };
+    let channel =
+        |key: &str, name: &str, channel_type: &str, provider: &str, settings| ChannelRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            key: key.into(),
+            name: name.into(),
+            channel_type: channel_type.into(),
+            provider: provider.into(),
+            settings,
+            sandbox: false,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        };
     vec![
-        channel("in-app", "In-app feed", "in_app_feed", "knock", serde_json::json!({})),
+        channel(
+            "in-app",
+            "In-app feed",
+            "in_app_feed",
+            "knock",
+            serde_json::json!({}),
+        ),
         channel(
             "email",
             "Email (SMTP)",
@@ -406,6 +417,12 @@ fn default_channels(config: &Config, now_ms: u64) -> Vec<ChannelRecord> {
                 "from_address": config.email_from,
             }),
         ),
-        channel("webhook", "Webhook", "http", "webhook", serde_json::json!({})),
+        channel(
+            "webhook",
+            "Webhook",
+            "http",
+            "webhook",
+            serde_json::json!({}),
+        ),
     ]
 }

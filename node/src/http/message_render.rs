@@ -2,8 +2,8 @@
 //! rendered in Knock's shapes (knock-api.md §3, §4.2, §7), with timestamps as [`render::iso`].
 //!
 //! The store keeps recipient and actor *refs* only. Where Knock embeds a full User or Object (feed
-//! actors, activities) Herald renders a stub: `{__typename:"User", id}` or
-//! `{__typename:"Object", id, collection}`. Channel settings (provider secrets) and chat
+//! actors, activities) Herald renders a stub: `{__typename:"User", id, updated_at}` or
+//! `{__typename:"Object", id, collection, updated_at}`. Channel settings (provider secrets) and chat
 //! connections (access tokens) are never rendered.
 
 use herald_shard::runs::{StoredMessage, StoredRun};
@@ -26,12 +26,14 @@ pub fn recipient_ref(r: &RecipientRef) -> Value {
     }
 }
 
-/// A recipient where Knock embeds the full record.
-pub fn recipient_stub(r: &RecipientRef) -> Value {
+/// A recipient where Knock embeds the full record; `updated_ms` is the time of the message it
+/// appears in (the store does not keep a copy of the record).
+pub fn recipient_stub(r: &RecipientRef, updated_ms: u64) -> Value {
     if r.is_user() {
-        json!({"__typename": "User", "id": r.id})
+        json!({"__typename": "User", "id": r.id, "updated_at": iso(updated_ms)})
     } else {
-        json!({"__typename": "Object", "id": r.id, "collection": r.collection})
+        json!({"__typename": "Object", "id": r.id, "collection": r.collection,
+            "updated_at": iso(updated_ms)})
     }
 }
 
@@ -216,8 +218,8 @@ pub fn activity(m: &StoredMessage) -> Value {
     json!({
         "__typename": "Activity",
         "id": m.id,
-        "actor": m.actors.first().map_or(Value::Null, recipient_stub),
-        "recipient": recipient_stub(&m.recipient),
+        "actor": m.actors.first().map_or(Value::Null, |a| recipient_stub(a, m.inserted_ms)),
+        "recipient": recipient_stub(&m.recipient, m.inserted_ms),
         "data": m.data,
         "inserted_at": iso(m.inserted_ms),
         "updated_at": iso(m.inserted_ms),
@@ -227,7 +229,11 @@ pub fn activity(m: &StoredMessage) -> Value {
 /// Knock's FeedItem. `compact` (the browser client's default) drops the activities, keeps at most
 /// one actor and only the top-level scalar values of `data`.
 pub fn feed_item(m: &StoredMessage, compact: bool) -> Value {
-    let mut actors: Vec<Value> = m.actors.iter().map(recipient_stub).collect();
+    let mut actors: Vec<Value> = m
+        .actors
+        .iter()
+        .map(|a| recipient_stub(a, m.inserted_ms))
+        .collect();
     let data = if compact {
         actors.truncate(1);
         match &m.data {
@@ -303,6 +309,7 @@ pub fn run(r: &StoredRun, with_events: bool) -> Value {
 /// `{id, event, status, step_ref?, step_type?, data?, inserted_at}`.
 fn run_event(e: &Value) -> Value {
     let mut out = Map::new();
+    out.insert("__typename".into(), json!("WorkflowRecipientRunEvent"));
     for k in ["id", "event", "status", "step_ref", "step_type", "data"] {
         if let Some(v) = e.get(k) {
             out.insert(k.into(), v.clone());

@@ -34,11 +34,17 @@ const CHANNEL_TYPES: [&str; 6] = ["email", "sms", "push", "chat", "in_app_feed",
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/workflows", get(list_workflows))
-        .route("/v1/workflows/{key}", get(get_workflow).put(upsert_workflow))
+        .route(
+            "/v1/workflows/{key}",
+            get(get_workflow).put(upsert_workflow),
+        )
         .route("/v1/workflows/{key}/validate", put(validate_workflow))
         .route("/v1/workflows/{key}/activate", put(activate_workflow))
         .route("/v1/channels", get(list_channels))
-        .route("/v1/channels/{channel_id}", get(get_channel).put(put_channel))
+        .route(
+            "/v1/channels/{channel_id}",
+            get(get_channel).put(put_channel),
+        )
 }
 
 fn render_workflow(r: &WorkflowRecord) -> Value {
@@ -141,7 +147,10 @@ async fn validate_workflow(
     if let Value::Object(m) = &mut definition {
         m.insert("key".into(), json!(key));
         m.insert("valid".into(), json!(true));
-        m.insert("active".into(), json!(b.workflow(&key).is_some_and(|r| r.active)));
+        m.insert(
+            "active".into(),
+            json!(b.workflow(&key).is_some_and(|r| r.active)),
+        );
         m.insert("environment".into(), json!("development"));
     }
     Ok(Json(json!({ "workflow": definition })))

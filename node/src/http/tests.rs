@@ -142,7 +142,11 @@ impl Backend for TestBackend {
         _shard: ShardId,
         _trigger: crate::workflows::ShardTrigger,
     ) -> BoxFuture<'_, Result<ShardReply, Error>> {
-        Box::pin(async { Err(Error::Internal("no triggers in the recipients tests".into())) })
+        Box::pin(async {
+            Err(Error::Internal(
+                "no triggers in the recipients tests".into(),
+            ))
+        })
     }
 
     fn api_keys(&self) -> Option<ApiKeys> {

@@ -153,7 +153,11 @@ fn parse_trigger(body: &Value) -> ApiResult<TriggerBody> {
     let cancellation_key = match m.get("cancellation_key") {
         None | Some(Value::Null) => None,
         Some(Value::String(k)) if !k.is_empty() && k.len() <= 255 => Some(k.clone()),
-        Some(_) => return Err(invalid("cancellation_key must be a string of 1-255 characters")),
+        Some(_) => {
+            return Err(invalid(
+                "cancellation_key must be a string of 1-255 characters",
+            ))
+        }
     };
     let sandbox = match m.get("settings") {
         None | Some(Value::Null) => false,
@@ -233,7 +237,11 @@ async fn trigger(
     }
     let compiled = state
         .compiled_workflow(&key, record.version)
-        .ok_or_else(|| ApiError(Error::Internal(format!("workflow `{key}` does not compile"))))?;
+        .ok_or_else(|| {
+            ApiError(Error::Internal(format!(
+                "workflow `{key}` does not compile"
+            )))
+        })?;
     let data = Value::Object(parsed.data.clone());
     if let Err(problems) = compiled.validate_data(&data) {
         return Err(ApiError(Error::InvalidDetails {

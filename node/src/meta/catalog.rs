@@ -101,7 +101,11 @@ pub(super) fn activate_workflow(
     MetaReply::Ok
 }
 
-pub(super) fn put_channel(state: &mut GroupBatch<'_>, now_ms: u64, channel_json: &str) -> MetaReply {
+pub(super) fn put_channel(
+    state: &mut GroupBatch<'_>,
+    now_ms: u64,
+    channel_json: &str,
+) -> MetaReply {
     let Ok(mut channel) = serde_json::from_str::<ChannelRecord>(channel_json) else {
         return MetaReply::Rejected("channel is not a channel record".into());
     };
@@ -120,6 +124,9 @@ pub(super) fn put_channel(state: &mut GroupBatch<'_>, now_ms: u64, channel_json:
         None => channel.created_ms = now_ms,
     }
     channel.updated_ms = now_ms;
-    state.put(&keys::record(CHANNELS_TABLE, &channel.key), &to_json(&channel));
+    state.put(
+        &keys::record(CHANNELS_TABLE, &channel.key),
+        &to_json(&channel),
+    );
     MetaReply::Ok
 }

@@ -64,12 +64,20 @@ pub enum MetaCommand {
     },
     /// Create or change a workflow: a definition different from the current one becomes the next
     /// version (1, 2, ...); the same definition changes nothing. New workflows start active.
-    PutWorkflow { key: String, definition_json: String },
+    PutWorkflow {
+        key: String,
+        definition_json: String,
+    },
     /// Activate or deactivate a workflow. Rejected when the workflow does not exist.
-    ActivateWorkflow { key: String, active: bool },
+    ActivateWorkflow {
+        key: String,
+        active: bool,
+    },
     /// Create or replace a channel (a [`crate::backend::ChannelRecord`] as JSON), keyed by its key.
     /// Rejected when another channel already has its id.
-    PutChannel { channel_json: String },
+    PutChannel {
+        channel_json: String,
+    },
     /// A small JSON record (`value_json`) in a named table.
     PutRecord {
         table: String,

@@ -36,7 +36,12 @@ pub fn evaluate(ctx: &EvalContext<'_>, trigger: &ShardTrigger) -> Result<Vec<New
     let tenant = trigger
         .tenant
         .as_ref()
-        .map(|id| props_of(Some(&RecipientRef::tenant(id)), trigger.tenant_properties.as_deref()))
+        .map(|id| {
+            props_of(
+                Some(&RecipientRef::tenant(id)),
+                trigger.tenant_properties.as_deref(),
+            )
+        })
         .and_then(|t| t);
     let tenant_default = tenant
         .as_ref()
@@ -207,17 +212,23 @@ fn to_run(
                 ("ok", "message_created", data)
             }
             StepResult::SkippedConditions => ("skipped", "step_conditions_not_met", json!({})),
-            StepResult::SkippedPreferences { reason } => {
-                ("skipped", "step_skipped_preferences", json!({ "reason": reason }))
-            }
-            StepResult::SkippedNoRecipientAddress { reason } => {
-                ("skipped", "step_skipped_missing_recipient_data", json!({ "reason": reason }))
-            }
+            StepResult::SkippedPreferences { reason } => (
+                "skipped",
+                "step_skipped_preferences",
+                json!({ "reason": reason }),
+            ),
+            StepResult::SkippedNoRecipientAddress { reason } => (
+                "skipped",
+                "step_skipped_missing_recipient_data",
+                json!({ "reason": reason }),
+            ),
             StepResult::TemplateError { error } => {
                 ("error", "template_error", json!({ "error": error }))
             }
             StepResult::DataUpdated => ("ok", "data_updated", json!({})),
-            StepResult::BranchTaken { branch } => ("ok", "branch_taken", json!({ "branch": branch })),
+            StepResult::BranchTaken { branch } => {
+                ("ok", "branch_taken", json!({ "branch": branch }))
+            }
         };
         steps.push(RunStep {
             step_ref: step.step_ref,

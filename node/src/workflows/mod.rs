@@ -100,7 +100,12 @@ pub fn channel_infos(channels: &[ChannelRecord]) -> Vec<ChannelInfo> {
 
 /// Settings without secrets: the sender fields templates and addressing use.
 fn public_settings(settings: &serde_json::Value) -> serde_json::Value {
-    const PUBLIC: [&str; 4] = ["from_address", "from_name", "reply_to_address", "from_number"];
+    const PUBLIC: [&str; 4] = [
+        "from_address",
+        "from_name",
+        "reply_to_address",
+        "from_number",
+    ];
     let mut out = serde_json::Map::new();
     for k in PUBLIC {
         if let Some(v) = settings.get(k) {

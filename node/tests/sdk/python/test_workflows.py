@@ -65,7 +65,7 @@ def feed(client: knockapi.Knock, user: str, **params: Any) -> Dict[str, Any]:
     raw = client.users.feeds.with_raw_response.list_items(user, "in-app", **params)
     page = raw.parse()
     body = raw.http_response.json()
-    assert len(page.items) == len(body["entries"])
+    assert len(page.entries) == len(body["entries"])
     return body
 
 
