@@ -14,7 +14,8 @@
 //!
 //! Layout: [`definition`] (the model and its Knock JSON), [`validate`] (JSON -> model, every
 //! problem with a path), [`conditions`], [`preferences`], [`template`] (Liquid per channel type)
-//! over [`liquid_json`] (Knock's forgiving variable lookups) and [`markup`] (Markdown/HTML),
+//! over [`liquid_json`] (Knock's forgiving variable lookups), [`liquid_filters`] (`json`) and
+//! [`markup`] (Markdown/HTML),
 //! [`compile`], [`plan`], [`timestamp`] (timestamp operands).
 //!
 //! Not supported yet (rejected by validation, never silently ignored): step types other than
@@ -24,6 +25,7 @@
 pub mod compile;
 pub mod conditions;
 pub mod definition;
+mod liquid_filters;
 mod liquid_json;
 mod markup;
 pub mod plan;
