@@ -94,6 +94,8 @@ fn compile_steps(
                     data_updates.insert(step.step_ref.clone(), t);
                 }
             }
+            // Resolved by the planner at run time; nothing to parse ahead.
+            StepKind::Delay(_) => {}
             StepKind::Branch(b) => {
                 for (j, branch) in b.branches.iter().enumerate() {
                     let bpath = format!("{spath}.branches[{j}].steps");

@@ -5,6 +5,7 @@
 //! - step refs are unique across the whole workflow, nested branch steps included;
 //! - every channel step names a known channel whose type equals the step's `channel_type`;
 //! - every branch step has at least one branch and its last branch has no conditions (the default).
+//! - every delay step has `delay_for`, `delay_until_field_path` or both; `delay_for` alone is positive.
 //!
 //! Templates stay the JSON object the author wrote (`ChannelStep::template`), so a GET returns
 //! exactly what was pushed; [`crate::engine::compile`] turns them into parsed Liquid once per version.
@@ -170,6 +171,7 @@ pub enum StepKind {
     Channel(ChannelStep),
     Branch(BranchStep),
     UpdateData(UpdateDataStep),
+    Delay(DelayStep),
 }
 
 impl Step {
@@ -179,6 +181,7 @@ impl Step {
             StepKind::Channel(_) => "channel",
             StepKind::Branch(_) => "branch",
             StepKind::UpdateData(_) => "update_data",
+            StepKind::Delay(_) => "delay",
         }
     }
 }
@@ -225,6 +228,90 @@ pub struct UpdateDataStep {
     /// Knock's `settings.data`: a JSON object, or a string holding JSON or Liquid that renders to a
     /// JSON object.
     pub data: Value,
+}
+
+/// A `delay` step (Knock `settings.delay_for` / `settings.delay_until_field_path`); at least one is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelayStep {
+    /// Alone: wait this long from when the step is reached. With a field path: an offset from the
+    /// resolved time (negative values wait until before it).
+    pub delay_for: Option<TimeSpan>,
+    /// A path to an ISO timestamp or a `{unit, value}` duration, as written: `data.send_at`,
+    /// `recipient.trial_ends_at` (prefixes `data recipient actor tenant vars`); a path without a
+    /// known prefix is read from `data`.
+    pub delay_until_field_path: Option<String>,
+}
+
+/// Knock's Duration `{unit, value}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub unit: TimeUnit,
+    pub value: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+    Weeks,
+    /// Calendar months (UTC); the day is clamped to the month's last day.
+    Months,
+}
+
+impl TimeUnit {
+    pub const ALL: [TimeUnit; 6] = [
+        TimeUnit::Seconds,
+        TimeUnit::Minutes,
+        TimeUnit::Hours,
+        TimeUnit::Days,
+        TimeUnit::Weeks,
+        TimeUnit::Months,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TimeUnit::Seconds => "seconds",
+            TimeUnit::Minutes => "minutes",
+            TimeUnit::Hours => "hours",
+            TimeUnit::Days => "days",
+            TimeUnit::Weeks => "weeks",
+            TimeUnit::Months => "months",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|u| u.as_str() == s)
+    }
+}
+
+impl TimeSpan {
+    /// Parses Knock's `{unit, value}`; `value` must be an integer (a numeric string is accepted).
+    pub fn from_json(v: &Value) -> Result<TimeSpan, String> {
+        let Some(obj) = v.as_object() else {
+            return Err("must be an object {unit, value}".into());
+        };
+        let unit = match obj.get("unit") {
+            Some(Value::String(s)) => TimeUnit::parse(s).ok_or_else(|| {
+                format!(
+                    "unknown unit `{s}`; expected seconds, minutes, hours, days, weeks or months"
+                )
+            })?,
+            _ => return Err("`unit` is required and must be a string".into()),
+        };
+        let value = match obj.get("value") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+        .ok_or("`value` is required and must be an integer")?;
+        Ok(TimeSpan { unit, value })
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"unit": self.unit.as_str(), "value": self.value})
+    }
 }
 
 /// The workflow back in Knock's JSON shape; [`crate::engine::parse_workflow`] accepts it unchanged.
@@ -304,6 +391,16 @@ fn step_to_json(step: &Step) -> Value {
         }
         StepKind::UpdateData(u) => {
             out.insert("settings".into(), json!({ "data": u.data }));
+        }
+        StepKind::Delay(d) => {
+            let mut settings = Map::new();
+            if let Some(span) = &d.delay_for {
+                settings.insert("delay_for".into(), span.to_json());
+            }
+            if let Some(path) = &d.delay_until_field_path {
+                settings.insert("delay_until_field_path".into(), json!(path));
+            }
+            out.insert("settings".into(), Value::Object(settings));
         }
     }
     Value::Object(out)

@@ -12,6 +12,8 @@
 //!   http         {"method","url","headers":[{"key","value"}],"query_params":[{"key","value"}],"body"}
 //! ```
 //!
+//! Besides Liquid's standard filters, templates have Knock's `json` (see [`super::liquid_filters`]).
+//!
 //! Liquid globals are `recipient actor tenant data vars workflow`, plus every top-level key of
 //! `data` (Knock templates write `{{ comment_text }}`); the reserved names win on conflict. Missing
 //! values render as nothing (see [`super::liquid_json`]). Rendering never panics: a Liquid runtime
@@ -28,6 +30,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Map, Value};
 
 use super::definition::{ChannelInfo, ChannelType, Problem};
+use super::liquid_filters::JsonFilterParser;
 use super::liquid_json::{Globals, LiquidJson};
 use super::markup::{escape_html, html_to_text, markdown_to_html, RawHtml};
 
@@ -37,7 +40,12 @@ const RESERVED_GLOBALS: [&str; 6] = ["recipient", "actor", "tenant", "data", "va
 fn parser() -> Option<&'static liquid::Parser> {
     static PARSER: OnceLock<Option<liquid::Parser>> = OnceLock::new();
     PARSER
-        .get_or_init(|| liquid::ParserBuilder::with_stdlib().build().ok())
+        .get_or_init(|| {
+            liquid::ParserBuilder::with_stdlib()
+                .filter(JsonFilterParser)
+                .build()
+                .ok()
+        })
         .as_ref()
 }
 
@@ -903,6 +911,40 @@ mod tests {
         .expect("parses");
         let g = default_globals(json!({"tags": ["a", "b"], "n": 41, "obj": {"k": true}}));
         assert_eq!(t.render(&g, "f").expect("renders"), "A,B 2 42 true");
+    }
+
+    #[test]
+    fn json_filter_escapes_and_keeps_types() {
+        let t = Tpl::parse(
+            "{{ data.items | json }}|{{ data.quote | json }}|{{ data.n | json }}|{{ data.missing | json }}|{{ data.obj | json }}",
+        )
+        .expect("parses");
+        let g = default_globals(json!({
+            "items": [{"name": "a \"b\"", "ok": true}, 2.5],
+            "quote": "say \"hi\"\n\\ </script>",
+            "n": 7,
+            "obj": {"z": 1, "a": null},
+        }));
+        assert_eq!(
+            t.render(&g, "f").expect("renders"),
+            r#"[{"name":"a \"b\"","ok":true},2.5]|"say \"hi\"\n\\ </script>"|7|null|{"a":null,"z":1}"#
+        );
+        assert!(Tpl::parse("{{ data.x | json: 2 }}").is_err());
+    }
+
+    #[test]
+    fn json_filter_makes_update_data_safe() {
+        let t = JsonTemplate::compile(
+            &json!(r#"{"comment": {{ data.comment | json }}, "tags": {{ data.tags | json }}}"#),
+            "settings.data",
+            &mut Vec::new(),
+        )
+        .expect("compiles");
+        let data = json!({"comment": "he said \"no\", then {{ left }}", "tags": ["x", "y"]});
+        assert_eq!(
+            t.render(&default_globals(data.clone()), "settings.data"),
+            Ok(data)
+        );
     }
 
     #[test]

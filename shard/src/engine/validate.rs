@@ -7,6 +7,7 @@
 //! - unique step refs across nesting;
 //! - channel steps against the known channels (the key exists, its type matches);
 //! - templates (required fields, Liquid syntax) and `update_data` Liquid;
+//! - delays (`delay_for` a Duration, `delay_until_field_path` a field path, at least one of them);
 //! - conditions (known operators and variable prefixes, required arguments);
 //! - branch shape (1–10 branches, the last is the unconditional default, nesting ≤ 5);
 //! - that `trigger_data_json_schema` compiles.
@@ -20,9 +21,10 @@ use serde_json::{Map, Value};
 
 use super::conditions::{parse_group, ConditionGroup};
 use super::definition::{
-    Branch, BranchStep, ChannelInfo, ChannelStep, ChannelType, Problem, Step, StepKind,
-    TriggerFrequency, UpdateDataStep, Workflow, WorkflowSettings,
+    Branch, BranchStep, ChannelInfo, ChannelStep, ChannelType, DelayStep, Problem, Step, StepKind,
+    TimeSpan, TriggerFrequency, UpdateDataStep, Workflow, WorkflowSettings,
 };
+use super::delay::check_field_path;
 use super::template::{JsonTemplate, StepTemplate};
 
 const MAX_BRANCHES: usize = 10;
@@ -265,6 +267,7 @@ impl Validator<'_> {
             "channel" => self.channel_step(obj, path).map(StepKind::Channel),
             "branch" => self.branch_step(obj, path, depth).map(StepKind::Branch),
             "update_data" => self.update_data_step(obj, path).map(StepKind::UpdateData),
+            "delay" => self.delay_step(obj, path).map(StepKind::Delay),
             other => {
                 self.problem(
                     at(path, "type"),
@@ -447,6 +450,66 @@ impl Validator<'_> {
         JsonTemplate::compile(data, &at(path, "settings.data"), &mut self.problems)?;
         Some(UpdateDataStep { data: data.clone() })
     }
+
+    fn delay_step(&mut self, obj: &Map<String, Value>, path: &str) -> Option<DelayStep> {
+        let spath = at(path, "settings");
+        let settings = match obj.get("settings") {
+            None | Some(Value::Null) => &Map::new(),
+            Some(Value::Object(s)) => s,
+            Some(_) => {
+                self.problem(spath, "must be an object");
+                return None;
+            }
+        };
+        let for_path = at(&spath, "delay_for");
+        let delay_for = match settings.get("delay_for") {
+            None | Some(Value::Null) => None,
+            Some(v) => match TimeSpan::from_json(v) {
+                Ok(span) => Some(span),
+                Err(reason) => {
+                    self.problem(for_path, reason);
+                    return None;
+                }
+            },
+        };
+        let until_path = at(&spath, "delay_until_field_path");
+        let field_path = match settings.get("delay_until_field_path") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => match check_field_path(p) {
+                Ok(()) => Some(p.clone()),
+                Err(reason) => {
+                    self.problem(until_path, reason);
+                    return None;
+                }
+            },
+            Some(_) => {
+                self.problem(until_path, "must be a string");
+                return None;
+            }
+        };
+        match (&delay_for, &field_path) {
+            (None, None) => {
+                self.problem(
+                    spath,
+                    "a delay step needs delay_for, delay_until_field_path or both",
+                );
+                return None;
+            }
+            // Alone, delay_for is a wait; only as an offset may it be zero or negative.
+            (Some(span), None) if span.value <= 0 => {
+                self.problem(
+                    at(&for_path, "value"),
+                    "must be a positive integer (or use delay_until_field_path with an offset)",
+                );
+                return None;
+            }
+            _ => {}
+        }
+        Some(DelayStep {
+            delay_for,
+            delay_until_field_path: field_path,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -530,7 +593,7 @@ mod tests {
             "trigger_frequency": "hourly",
             "conditions": {"all": [{"variable": "nope.x", "operator": "equal_to", "argument": 1}]},
             "steps": [
-                {"ref": "a", "type": "delay", "settings": {"delay_for": {"unit": "hours", "value": 1}}},
+                {"ref": "a", "type": "batch", "settings": {"batch_window": {"unit": "hours", "value": 1}}},
                 {"ref": "a", "type": "channel", "channel_key": "email", "channel_type": "sms",
                  "template": {"text_body": "x"}},
                 {"ref": "b", "type": "channel", "channel_key": "missing", "template": {}},
@@ -577,7 +640,7 @@ mod tests {
         );
         assert_eq!(
             problems[4].reason,
-            "step type `delay` is not supported by this Herald version"
+            "step type `batch` is not supported by this Herald version"
         );
         assert!(problems[6].reason.contains("is a email channel"));
     }
@@ -613,6 +676,58 @@ mod tests {
             .expect_err("too deep");
         assert_eq!(problems.len(), 1);
         assert!(problems[0].reason.contains("at most 5 deep"));
+    }
+
+    #[test]
+    fn delay_steps() {
+        let body = json!({"name": "x", "steps": [
+            {"ref": "fixed", "type": "delay", "settings": {"delay_for": {"unit": "minutes", "value": 30}}},
+            {"ref": "until", "type": "delay", "settings": {"delay_until_field_path": "recipient.trial_ends_at"}},
+            {"ref": "both", "type": "delay",
+             "conditions": {"all": [{"variable": "data.wait", "operator": "equal_to", "argument": true}]},
+             "settings": {"delay_for": {"unit": "hours", "value": -1}, "delay_until_field_path": "data.due_at"}},
+        ]});
+        let w = parse_workflow("abc", &body, &channels()).expect("valid");
+        let StepKind::Delay(both) = &w.steps[2].kind else {
+            panic!("expected a delay step");
+        };
+        assert_eq!(
+            both.delay_for,
+            Some(TimeSpan {
+                unit: super::super::definition::TimeUnit::Hours,
+                value: -1
+            })
+        );
+        assert!(w.steps[2].conditions.is_some());
+        let again = parse_workflow("abc", &workflow_to_json(&w), &channels()).expect("round trip");
+        assert_eq!(again, w);
+
+        let body = json!({"name": "x", "steps": [
+            {"ref": "a", "type": "delay"},
+            {"ref": "b", "type": "delay", "settings": {}},
+            {"ref": "c", "type": "delay", "settings": {"delay_for": {"unit": "fortnights", "value": 1}}},
+            {"ref": "d", "type": "delay", "settings": {"delay_for": {"unit": "days", "value": 1.5}}},
+            {"ref": "e", "type": "delay", "settings": {"delay_for": {"unit": "days", "value": 0}}},
+            {"ref": "f", "type": "delay", "settings": {"delay_until_field_path": "data."}},
+            {"ref": "g", "type": "delay", "settings": {"delay_until_field_path": 5}},
+            {"ref": "h", "type": "delay", "settings": "soon"},
+        ]});
+        let problems = parse_workflow("abc", &body, &channels()).expect_err("invalid");
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "steps[0].settings",
+                "steps[1].settings",
+                "steps[2].settings.delay_for",
+                "steps[3].settings.delay_for",
+                "steps[4].settings.delay_for.value",
+                "steps[5].settings.delay_until_field_path",
+                "steps[6].settings.delay_until_field_path",
+                "steps[7].settings",
+            ],
+            "{problems:#?}"
+        );
     }
 
     #[test]
