@@ -1,5 +1,6 @@
-//! Leader duties: a shard's leader runs its dispatcher (provider sends from the outbox). This loop
-//! starts a dispatcher when this node becomes a shard's leader and stops it when it is not.
+//! Leader duties: a shard's leader runs its dispatcher (provider sends from the outbox) and its
+//! timer loop (paused runs to resume). This loop starts both when this node becomes a shard's
+//! leader and stops them when it is not.
 //!
 //! A dispatcher also stops by itself at the first result it cannot commit (leadership lost); the
 //! next pass restarts it if this node leads again. Work is never lost in between: the outbox is
@@ -17,18 +18,19 @@ use tokio_util::sync::CancellationToken;
 use super::executor::{ProposeError, Work};
 use super::Cluster;
 use crate::delivery::dispatcher::{self, DispatchDeps, Submit};
+use crate::workflows::timers::{self, Resume};
 
 const PASS_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(super) fn spawn(cluster: Cluster) {
     let token = cluster.shutdown_token();
     tokio::spawn(async move {
-        let mut running: HashMap<ShardId, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+        let mut running: HashMap<ShardId, Duties> = HashMap::new();
         loop {
             tokio::select! {
                 _ = token.cancelled() => {
-                    for (stop, _) in running.values() {
-                        stop.cancel();
+                    for d in running.values() {
+                        d.stop.cancel();
                     }
                     return;
                 }
@@ -39,7 +41,13 @@ pub(super) fn spawn(cluster: Cluster) {
     });
 }
 
-fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, (CancellationToken, JoinHandle<()>)>) {
+/// The tasks of one led shard.
+struct Duties {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, Duties>) {
     let me = cluster.node_id();
     for shard in 0..cluster.shard_count() {
         let group = cluster.local_group(GroupId::shard(shard));
@@ -48,21 +56,27 @@ fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, (CancellationToken, Jo
             .is_some_and(|g| g.raft.metrics().borrow().current_leader == Some(me));
         let alive = running
             .get(&shard)
-            .is_some_and(|(_, handle)| !handle.is_finished());
+            .is_some_and(|d| d.tasks.iter().all(|t| !t.is_finished()));
         match (leads, alive, group) {
             (true, false, Some(g)) => {
+                if let Some(old) = running.remove(&shard) {
+                    old.stop.cancel();
+                }
                 let executor = cluster.executor(shard, &g);
-                let submit: Submit = Arc::new(move |cmd| {
+                let submit_to = move |work: Work| {
                     let executor = executor.clone();
-                    Box::pin(async move {
-                        executor
-                            .submit(Work::Command(cmd))
-                            .await
-                            .map_err(|e| match e {
-                                ProposeError::NotLeader { .. } => "not the leader".to_owned(),
-                                ProposeError::Failed { message, .. } => message,
-                            })
-                    })
+                    async move {
+                        executor.submit(work).await.map_err(|e| match e {
+                            ProposeError::NotLeader { .. } => "not the leader".to_owned(),
+                            ProposeError::Failed { message, .. } => message,
+                        })
+                    }
+                };
+                let to_executor = submit_to.clone();
+                let submit: Submit = Arc::new(move |cmd| Box::pin(to_executor(Work::Command(cmd))));
+                let resume: Resume = Arc::new(move |run_id| {
+                    let fut = submit_to(Work::Resume(run_id));
+                    Box::pin(async move { fut.await.map(|_| ()) })
                 });
                 let deps = DispatchDeps {
                     providers: cluster.inner.providers.clone(),
@@ -71,7 +85,7 @@ fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, (CancellationToken, Jo
                     concurrency: cluster.inner.config.delivery_concurrency,
                 };
                 let stop = CancellationToken::new();
-                let handle = tokio::spawn(dispatcher::run(
+                let dispatch = tokio::spawn(dispatcher::run(
                     shard,
                     g.reader.clone(),
                     submit,
@@ -79,11 +93,19 @@ fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, (CancellationToken, Jo
                     deps,
                     stop.clone(),
                 ));
-                running.insert(shard, (stop, handle));
+                let timers =
+                    tokio::spawn(timers::run(shard, g.reader.clone(), resume, stop.clone()));
+                running.insert(
+                    shard,
+                    Duties {
+                        stop,
+                        tasks: vec![dispatch, timers],
+                    },
+                );
             }
             (false, true, _) => {
-                if let Some((stop, _)) = running.remove(&shard) {
-                    stop.cancel();
+                if let Some(d) = running.remove(&shard) {
+                    d.stop.cancel();
                 }
             }
             _ => {}

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use herald_raft::{GroupReader, Payload, Raft};
-use herald_shard::runs::RunsCommand;
+use herald_shard::runs::{RunStatus, RunsCommand, RunsReply};
 use herald_shard::{ShardCommand, ShardReply};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +22,7 @@ use super::state_machines::ShardStore;
 use crate::codec;
 use crate::meta::MetaView;
 use crate::metrics as m;
-use crate::workflows::{evaluate, EvalContext, ShardTrigger, WorkflowCache};
+use crate::workflows::{evaluate, evaluate_resume, EvalContext, ShardTrigger, WorkflowCache};
 
 /// Most commands in one entry: bounds entry size and apply latency.
 const MAX_BATCH: usize = 2048;
@@ -50,6 +50,8 @@ pub enum ProposeError {
 pub enum Work {
     Command(ShardCommand),
     Trigger(ShardTrigger),
+    /// A paused run whose delay elapsed (by run id): evaluate its continuation.
+    Resume(String),
 }
 
 type Waiter = oneshot::Sender<Result<ShardReply, ProposeError>>;
@@ -104,36 +106,48 @@ pub fn now_ms() -> u64 {
 /// answered at once and left out of the entry.
 fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, Waiter)> {
     let channels = deps.view.channels();
+    let store = ShardStore(&deps.reader);
     let mut out = Vec::with_capacity(jobs.len());
     for (work, waiter) in jobs {
-        let trigger = match work {
-            Work::Command(c) => {
-                out.push((c, waiter));
-                continue;
+        let evaluated = match work {
+            Work::Command(c) => Ok(Some(c)),
+            Work::Trigger(trigger) => {
+                compiled(deps, &trigger.workflow, trigger.version).and_then(|workflow| {
+                    let ctx = EvalContext {
+                        store: &store,
+                        workflow: &workflow,
+                        channels: &channels,
+                        now_ms,
+                    };
+                    let runs = evaluate(&ctx, &trigger)?;
+                    Ok(Some(ShardCommand::Runs(RunsCommand::Record(runs))))
+                })
             }
-            Work::Trigger(t) => t,
+            Work::Resume(run_id) => match herald_shard::runs::load_run(&store, &run_id) {
+                Err(e) => Err(e.to_string()),
+                // Cancelled or already resumed: nothing to do.
+                Ok(run) => match run.filter(|r| r.status == RunStatus::Paused.as_str()) {
+                    None => Ok(None),
+                    Some(run) => {
+                        compiled(deps, &run.workflow, run.workflow_version).and_then(|workflow| {
+                            let ctx = EvalContext {
+                                store: &store,
+                                workflow: &workflow,
+                                channels: &channels,
+                                now_ms,
+                            };
+                            let run = evaluate_resume(&ctx, &run)?;
+                            Ok(Some(ShardCommand::Runs(RunsCommand::Resume { run })))
+                        })
+                    }
+                },
+            },
         };
-        let Some(workflow) = deps
-            .cache
-            .get(&deps.view, &trigger.workflow, trigger.version)
-        else {
-            let _ = waiter.send(Err(ProposeError::Failed {
-                retryable: true,
-                message: format!(
-                    "workflow {} version {} is not applied on this node yet",
-                    trigger.workflow, trigger.version
-                ),
-            }));
-            continue;
-        };
-        let ctx = EvalContext {
-            store: &ShardStore(&deps.reader),
-            workflow: &workflow,
-            channels: &channels,
-            now_ms,
-        };
-        match evaluate(&ctx, &trigger) {
-            Ok(runs) => out.push((ShardCommand::Runs(RunsCommand::Record(runs)), waiter)),
+        match evaluated {
+            Ok(Some(cmd)) => out.push((cmd, waiter)),
+            Ok(None) => {
+                let _ = waiter.send(Ok(ShardReply::Runs(RunsReply::Recorded(vec![false]))));
+            }
             Err(message) => {
                 let _ = waiter.send(Err(ProposeError::Failed {
                     retryable: true,
@@ -143,6 +157,18 @@ fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, W
         }
     }
     out
+}
+
+fn compiled(
+    deps: &EvalDeps,
+    workflow: &str,
+    version: u64,
+) -> Result<Arc<herald_shard::engine::CompiledWorkflow>, String> {
+    deps.cache
+        .get(&deps.view, workflow, version)
+        .ok_or_else(|| {
+            format!("workflow {workflow} version {version} is not applied on this node yet")
+        })
 }
 
 async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>) {

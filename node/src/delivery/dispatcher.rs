@@ -84,7 +84,7 @@ pub async fn run(
         };
         metrics::gauge!(m::OUTBOX_DUE, "shard" => label.clone()).set(due.len() as f64);
         for item in due {
-            if !lock(&in_flight).insert(item.message_id.clone()) {
+            if !lock(&in_flight).insert(item.id.clone()) {
                 continue;
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -98,7 +98,7 @@ pub async fn run(
                 lost.clone(),
             );
             tokio::spawn(async move {
-                let id = item.message_id;
+                let id = item.id;
                 if let Err(e) = deliver(&reader, &submit, &deps, &id).await {
                     tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
                     lost.cancel();

@@ -8,12 +8,14 @@
 use std::collections::BTreeMap;
 
 use herald_shard::engine::{
-    plan_run, CompiledWorkflow, PlannedStatus, PreferenceInputs, RunInput, RunOutcome, StepResult,
+    plan_run, ChannelInfo, CompiledWorkflow, PlannedStatus, PreferenceInputs, ResumePoint,
+    RunInput, RunOutcome, StepResult, StepStatus,
 };
 use herald_shard::ids::{make_id, run_id};
 use herald_shard::json_merge::{deep_merge, shallow_merge};
-use herald_shard::runs::{NewMessage, NewRun, RunStatus, RunStep};
+use herald_shard::runs::{load_message, NewMessage, NewRun, RunStatus, RunStep, StoredRun};
 use herald_shard::{slot_of, RecipientRef, ShardQuery, ShardReply, StoreRead};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{channel_infos, ShardTrigger, TriggerRecipient};
@@ -27,65 +29,152 @@ pub struct EvalContext<'a> {
     pub now_ms: u64,
 }
 
-/// Evaluate every recipient of `trigger`. Recipients whose state cannot be read fail the whole
-/// trigger for this shard (the caller retries it: run ids make that safe).
-pub fn evaluate(ctx: &EvalContext<'_>, trigger: &ShardTrigger) -> Result<Vec<NewRun>, String> {
-    let wf_ms = uuid_ms(&trigger.workflow_run_id).unwrap_or(ctx.now_ms);
-    let data: Value = serde_json::from_str(&trigger.data).map_err(|e| e.to_string())?;
-    let actor = props_of(trigger.actor.as_ref(), trigger.actor_properties.as_deref());
-    let tenant = trigger
-        .tenant
-        .as_ref()
-        .map(|id| {
+/// What a paused run keeps to resume: where, and what its trigger carried that lives on other
+/// shards (actor and tenant properties).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumeState {
+    pub point: ResumePoint,
+    pub actor_properties: Option<String>,
+    pub tenant_properties: Option<String>,
+    pub sandbox: bool,
+}
+
+/// The parts of a run shared by all its recipients.
+struct RunContext<'a> {
+    trigger: &'a ShardTrigger,
+    data: Value,
+    actor: Option<Value>,
+    tenant: Option<Value>,
+    tenant_default: Option<Value>,
+    channels: Vec<ChannelInfo>,
+    /// Millisecond time of the workflow run id (UUID v7): the run ids' time.
+    wf_ms: u64,
+}
+
+impl<'a> RunContext<'a> {
+    fn new(ctx: &EvalContext<'_>, trigger: &'a ShardTrigger) -> Result<Self, String> {
+        let actor = props_of(trigger.actor.as_ref(), trigger.actor_properties.as_deref());
+        let tenant = trigger.tenant.as_ref().and_then(|id| {
             props_of(
                 Some(&RecipientRef::tenant(id)),
                 trigger.tenant_properties.as_deref(),
             )
+        });
+        Ok(RunContext {
+            trigger,
+            data: serde_json::from_str(&trigger.data).map_err(|e| e.to_string())?,
+            tenant_default: tenant
+                .as_ref()
+                .and_then(|t| t.pointer("/settings/preference_set"))
+                .cloned(),
+            actor,
+            tenant,
+            channels: channel_infos(ctx.channels),
+            wf_ms: uuid_ms(&trigger.workflow_run_id).unwrap_or(ctx.now_ms),
         })
-        .and_then(|t| t);
-    let tenant_default = tenant
-        .as_ref()
-        .and_then(|t| t.pointer("/settings/preference_set"))
-        .cloned();
-    let channels = channel_infos(ctx.channels);
-    let vars = json!({});
+    }
+}
+
+/// Evaluate every recipient of `trigger`. Recipients whose state cannot be read fail the whole
+/// trigger for this shard (the caller retries it: run ids make that safe).
+pub fn evaluate(ctx: &EvalContext<'_>, trigger: &ShardTrigger) -> Result<Vec<NewRun>, String> {
+    let run = RunContext::new(ctx, trigger)?;
     trigger
         .recipients
         .iter()
         .map(|r| {
             let key = r.recipient.recipient_key();
-            let slot = slot_of(&key);
-            let state = recipient_state(ctx.store, r)?;
-            let preferences = PreferenceInputs {
-                recipient_sets: state.preferences,
-                tenant_id: trigger.tenant.clone(),
-                tenant_default: tenant_default.clone(),
-                environment_default: None,
-            };
-            let plan = plan_run(&RunInput {
-                workflow: ctx.workflow,
-                recipient: &state.properties,
-                actor: actor.as_ref(),
-                tenant: tenant.as_ref(),
-                data: &data,
-                vars: &vars,
-                preferences: &preferences,
-                channel_data: &state.channel_data,
-                channels: &channels,
-                sandbox: trigger.sandbox,
-                now_ms: ctx.now_ms,
-            });
-            Ok(to_run(
-                ctx,
-                trigger,
-                r,
-                run_id(wf_ms, slot, &trigger.workflow_run_id, &key),
-                slot,
-                plan,
-                &state.properties,
-            ))
+            let run_id = run_id(run.wf_ms, slot_of(&key), &trigger.workflow_run_id, &key);
+            plan_recipient(ctx, &run, r, run_id, None, &BTreeMap::new())
         })
         .collect()
+}
+
+/// Continue a paused run after its delay: the same run id, its stored data, and the current
+/// statuses of the messages it already created (for message-status conditions).
+pub fn evaluate_resume(ctx: &EvalContext<'_>, stored: &StoredRun) -> Result<NewRun, String> {
+    let state: ResumeState = stored
+        .resume_state
+        .clone()
+        .ok_or("paused run without resume state")
+        .and_then(|v| serde_json::from_value(v).map_err(|_| "undecodable resume state"))?;
+    let trigger = ShardTrigger {
+        workflow: stored.workflow.clone(),
+        version: stored.workflow_version,
+        workflow_run_id: stored.workflow_run_id.clone(),
+        recipients: Vec::new(),
+        actor: stored.actor.clone(),
+        actor_properties: state.actor_properties.clone(),
+        tenant: stored.tenant.clone(),
+        tenant_properties: state.tenant_properties.clone(),
+        data: stored.data.to_string(),
+        cancellation_key: stored.cancellation_key.clone(),
+        sandbox: state.sandbox,
+    };
+    let run = RunContext::new(ctx, &trigger)?;
+    let mut refs = BTreeMap::new();
+    for id in &stored.message_ids {
+        if let Some(m) = load_message(ctx.store, id).map_err(|e| e.to_string())? {
+            refs.insert(
+                m.step_ref.clone(),
+                StepStatus {
+                    delivery_status: Some(m.status.clone()),
+                    engagement: m
+                        .engagement_statuses()
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                },
+            );
+        }
+    }
+    let recipient = TriggerRecipient {
+        recipient: stored.recipient.clone(),
+        identify: None,
+    };
+    plan_recipient(
+        ctx,
+        &run,
+        &recipient,
+        stored.id.clone(),
+        Some(&state.point),
+        &refs,
+    )
+}
+
+fn plan_recipient(
+    ctx: &EvalContext<'_>,
+    run: &RunContext<'_>,
+    r: &TriggerRecipient,
+    run_id: String,
+    resume: Option<&ResumePoint>,
+    refs: &BTreeMap<String, StepStatus>,
+) -> Result<NewRun, String> {
+    let slot = slot_of(&r.recipient.recipient_key());
+    let state = recipient_state(ctx.store, r)?;
+    let preferences = PreferenceInputs {
+        recipient_sets: state.preferences,
+        tenant_id: run.trigger.tenant.clone(),
+        tenant_default: run.tenant_default.clone(),
+        environment_default: None,
+    };
+    let vars = json!({});
+    let plan = plan_run(&RunInput {
+        workflow: ctx.workflow,
+        recipient: &state.properties,
+        actor: run.actor.as_ref(),
+        tenant: run.tenant.as_ref(),
+        data: &run.data,
+        vars: &vars,
+        preferences: &preferences,
+        channel_data: &state.channel_data,
+        channels: &run.channels,
+        sandbox: run.trigger.sandbox,
+        now_ms: ctx.now_ms,
+        resume,
+        refs,
+    });
+    Ok(to_run(ctx, run, r, run_id, slot, plan, &state.properties))
 }
 
 /// A recipient as the engine sees it.
@@ -163,7 +252,7 @@ fn uuid_ms(id: &str) -> Option<u64> {
 
 fn to_run(
     ctx: &EvalContext<'_>,
-    trigger: &ShardTrigger,
+    run: &RunContext<'_>,
     r: &TriggerRecipient,
     run_id: String,
     slot: u16,
@@ -177,17 +266,43 @@ fn to_run(
         "name": recipient.get("name"),
     })
     .to_string();
+    let trigger = run.trigger;
     let mut steps = Vec::new();
     let mut messages = Vec::new();
-    if let RunOutcome::ConditionsNotMet = plan.outcome {
-        steps.push(RunStep {
-            step_ref: String::new(),
-            step_type: "workflow".into(),
-            status: "skipped".into(),
-            event: "workflow_conditions_not_met".into(),
-            data: "{}".into(),
-        });
-    }
+    let workflow_event = |event: &str, status: &str| RunStep {
+        step_ref: String::new(),
+        step_type: "workflow".into(),
+        status: status.into(),
+        event: event.into(),
+        data: "{}".into(),
+    };
+    let (status, resume_at_ms, resume_state) = match &plan.outcome {
+        RunOutcome::Completed => (RunStatus::Completed, None, None),
+        RunOutcome::ConditionsNotMet => {
+            steps.push(workflow_event("workflow_conditions_not_met", "skipped"));
+            (RunStatus::Completed, None, None)
+        }
+        RunOutcome::ResumePointNotFound => {
+            steps.push(workflow_event("resume_point_not_found", "error"));
+            (RunStatus::Completed, None, None)
+        }
+        RunOutcome::Paused {
+            resume_at_ms,
+            resume,
+        } => {
+            let state = ResumeState {
+                point: resume.clone(),
+                actor_properties: trigger.actor_properties.clone(),
+                tenant_properties: trigger.tenant_properties.clone(),
+                sandbox: trigger.sandbox,
+            };
+            (
+                RunStatus::Paused,
+                Some(*resume_at_ms),
+                serde_json::to_string(&state).ok(),
+            )
+        }
+    };
     for step in plan.steps {
         let (status, event, data) = match step.result {
             StepResult::Message(m) => {
@@ -226,6 +341,12 @@ fn to_run(
                 ("error", "template_error", json!({ "error": error }))
             }
             StepResult::DataUpdated => ("ok", "data_updated", json!({})),
+            StepResult::Delayed { until_ms } => ("ok", "delayed", json!({ "until_ms": until_ms })),
+            StepResult::SkippedInvalidDelay { reason } => (
+                "skipped",
+                "step_skipped_invalid_delay",
+                json!({ "reason": reason }),
+            ),
             StepResult::BranchTaken { branch } => {
                 ("ok", "branch_taken", json!({ "branch": branch }))
             }
@@ -250,10 +371,10 @@ fn to_run(
         cancellation_key: trigger.cancellation_key.clone(),
         data: plan.data.to_string(),
         identify: r.identify.clone(),
-        status: RunStatus::Completed,
+        status,
         steps,
         messages,
-        resume_at_ms: None,
-        resume_state: None,
+        resume_at_ms,
+        resume_state,
     }
 }

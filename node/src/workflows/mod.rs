@@ -12,6 +12,7 @@
 //! the effects, so followers apply them blindly (DESIGN.md "The leader evaluates; the log records").
 
 mod evaluate;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use herald_shard::engine::{self, ChannelInfo, ChannelType, CompiledWorkflow};
 use herald_shard::{RecipientRef, RecipientUpsert};
 use serde::{Deserialize, Serialize};
 
-pub use evaluate::{evaluate, EvalContext};
+pub use evaluate::{evaluate, evaluate_resume, EvalContext, ResumeState};
 
 use crate::backend::ChannelRecord;
 use crate::meta::MetaView;

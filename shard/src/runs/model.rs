@@ -308,9 +308,10 @@ pub struct IdempotencyRecord {
     pub expires_ms: u64,
 }
 
-/// A message due for a provider send (the dispatcher's work item).
+/// A due row of a time-ordered queue: a message to send (outbox) or a paused run to resume (timers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxItem {
+pub struct DueItem {
     pub due_ms: u64,
-    pub message_id: String,
+    /// The message id (outbox) or run id (timers).
+    pub id: String,
 }

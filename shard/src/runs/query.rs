@@ -269,21 +269,21 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
     Ok(ShardReply::Runs(reply))
 }
 
-fn due_rows(store: &dyn StoreRead, tag: u8, now_ms: u64, limit: usize) -> Result<Vec<OutboxItem>> {
+fn due_rows(store: &dyn StoreRead, tag: u8, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
     let rows = store.scan(&[tag], &keys::due_until(tag, now_ms), limit, false)?;
     Ok(rows
         .iter()
         .filter_map(|(k, _)| keys::decode_due(tag, k))
-        .map(|(due_ms, message_id)| OutboxItem { due_ms, message_id })
+        .map(|(due_ms, id)| DueItem { due_ms, id })
         .collect())
 }
 
 /// Messages whose send is due at `now_ms`, oldest due first (the dispatcher's work).
-pub fn due_outbox(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<OutboxItem>> {
+pub fn due_outbox(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
     due_rows(store, keys::TAG_OUTBOX, now_ms, limit)
 }
 
-/// Paused runs due to resume at `now_ms` (`message_id` holds the run id).
-pub fn due_timers(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<OutboxItem>> {
+/// Paused runs due to resume at `now_ms` (ids are run ids).
+pub fn due_timers(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
     due_rows(store, keys::TAG_TIMER, now_ms, limit)
 }

@@ -180,7 +180,7 @@ fn outbox_retries_then_finishes_once() {
         },
     );
     assert!(due_outbox(&s, 99, 10).unwrap().is_empty());
-    assert_eq!(due_outbox(&s, 100, 10).unwrap()[0].message_id, m);
+    assert_eq!(due_outbox(&s, 100, 10).unwrap()[0].id, m);
     cmd(
         &mut s,
         100,
