@@ -13,6 +13,7 @@
 //! leaders, membership and placement, the meta group's state. Nothing depends on this crate.
 
 pub mod backend;
+pub mod catalog_files;
 pub mod cluster;
 pub mod codec;
 pub mod config;

@@ -32,6 +32,37 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Workflows as files (one `<key>.json` per workflow) against the management API.
+    Workflow {
+        #[command(subcommand)]
+        command: FilesCommand,
+    },
+    /// Channels as files (one `<key>.json` per channel) against the management API.
+    Channel {
+        #[command(subcommand)]
+        command: FilesCommand,
+    },
+}
+
+#[derive(Args)]
+struct ManagementArgs {
+    /// Directory of `<key>.json` files.
+    dir: PathBuf,
+    #[arg(long, env = "HERALD_ADDR", default_value = "http://127.0.0.1:7000")]
+    addr: String,
+    /// The cluster's service token.
+    #[arg(long, env = "HERALD_SERVICE_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum FilesCommand {
+    /// Validate every file, then create or update each (nothing changes unless all are valid).
+    Push(ManagementArgs),
+    /// Write every resource on the server to the directory.
+    Pull(ManagementArgs),
+    /// Validate every file on the server; print every problem (workflows only).
+    Validate(ManagementArgs),
 }
 
 #[derive(Args)]
@@ -252,6 +283,47 @@ async fn cluster_status(addr: &str, token: &str) -> Result<()> {
     Ok(())
 }
 
+async fn files(command: FilesCommand, workflows: bool) -> Result<()> {
+    use herald_node::catalog_files::Catalog;
+    let what = if workflows { "workflows" } else { "channels" };
+    match command {
+        FilesCommand::Push(a) => {
+            let c = Catalog::new(&a.addr, &a.token)?;
+            let keys = if workflows {
+                c.push_workflows(&a.dir).await?
+            } else {
+                c.push_channels(&a.dir).await?
+            };
+            println!("pushed {} {what}: {}", keys.len(), keys.join(", "));
+        }
+        FilesCommand::Pull(a) => {
+            let c = Catalog::new(&a.addr, &a.token)?;
+            let keys = if workflows {
+                c.pull_workflows(&a.dir).await?
+            } else {
+                c.pull_channels(&a.dir).await?
+            };
+            println!("pulled {} {what} into {}", keys.len(), a.dir.display());
+        }
+        FilesCommand::Validate(a) => {
+            if !workflows {
+                anyhow::bail!("only workflows are validated; channels are checked on push");
+            }
+            let problems = Catalog::new(&a.addr, &a.token)?
+                .validate_workflows(&a.dir)
+                .await?;
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{} problem(s)", problems.len());
+            }
+            println!("all workflows in {} are valid", a.dir.display());
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
@@ -272,5 +344,7 @@ async fn main() -> Result<()> {
         Command::Cluster {
             command: ClusterCommand::Status { addr, token },
         } => cluster_status(&addr, &token).await,
+        Command::Workflow { command } => files(command, true).await,
+        Command::Channel { command } => files(command, false).await,
     }
 }

@@ -267,3 +267,113 @@ async fn failing_receivers_are_retried_then_given_up() {
     );
     assert_eq!(sink.received.lock().unwrap()["down"].len(), 8);
 }
+
+fn herald_cli(args: &[&str], addr: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .args(["--addr", addr, "--token", SERVICE])
+        .output()
+        .expect("run herald")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_and_channel_files_push_pull_and_validate() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path(), 1, 4).await;
+    let client = Client::new();
+    let url = nodes[0].url();
+    let dir = root.path().join("workflows");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = json!({"name": "Welcome", "steps": [{"ref": "feed", "type": "channel",
+        "channel_key": "in-app", "channel_type": "in_app_feed",
+        "template": {"markdown_body": "Hi {{ recipient.name }}"}}]});
+    let bad = json!({"name": "Broken", "steps": [{"ref": "mail", "type": "channel",
+        "channel_key": "no-such-channel", "channel_type": "email", "template": {"subject": "x"},
+        "conditions": {"all": [{"variable": "data.x", "operator": "resembles", "argument": 1}]}}]});
+    std::fs::write(dir.join("welcome.json"), good.to_string()).unwrap();
+    std::fs::write(dir.join("broken.json"), bad.to_string()).unwrap();
+    let d = dir.to_str().unwrap();
+
+    let out = herald_cli(&["workflow", "validate", d], &url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("broken.json: steps[0].channel_key"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.json: steps[0].conditions"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("welcome.json"), "{stderr}");
+
+    // An invalid file in the directory: push changes nothing.
+    assert!(!herald_cli(&["workflow", "push", d], &url).status.success());
+    let get = |key: &'static str| {
+        let client = &client;
+        let url = url.clone();
+        async move {
+            client
+                .call_as(SERVICE, "GET", &format!("{url}/v1/workflows/{key}"), None)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get("welcome").await.status, 404);
+
+    std::fs::remove_file(dir.join("broken.json")).unwrap();
+    let out = herald_cli(&["workflow", "push", d], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = get("welcome").await;
+    assert_eq!(
+        (pushed.status, pushed.body["version"].clone()),
+        (200, json!(1))
+    );
+    // Pushing the same files again makes no new version.
+    assert!(herald_cli(&["workflow", "push", d], &url).status.success());
+    assert_eq!(get("welcome").await.body["version"], json!(1));
+
+    let pulled = root.path().join("pulled");
+    let out = herald_cli(&["workflow", "pull", pulled.to_str().unwrap()], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("welcome.json")).unwrap())
+            .unwrap();
+    assert_eq!(file["name"], "Welcome");
+    assert!(file.get("sha").is_none() && file.get("active").is_none());
+
+    let channels = root.path().join("channels");
+    std::fs::create_dir_all(&channels).unwrap();
+    let sms = json!({"type": "sms", "provider": "twilio", "name": "SMS",
+        "settings": {"account_sid": "AC1", "auth_token": "secret", "from_number": "+15550001"}});
+    std::fs::write(channels.join("sms.json"), sms.to_string()).unwrap();
+    let out = herald_cli(&["channel", "push", channels.to_str().unwrap()], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = client
+        .call_as(SERVICE, "GET", &format!("{url}/v1/channels"), None)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["email", "in-app", "sms", "webhook"]);
+    assert!(
+        !listed.body.to_string().contains("secret"),
+        "secrets are never rendered"
+    );
+}

@@ -181,6 +181,7 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
                 Err(_) => break,
             }
         }
+        metrics::gauge!(m::EXECUTOR_QUEUE, "shard" => shard_label.clone()).set(rx.len() as f64);
         let now = now_ms();
         let jobs = prepare(&deps, now, jobs);
         if jobs.is_empty() {
@@ -196,6 +197,7 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
         }
         match outcome {
             Ok(replies) if replies.len() == waiters.len() => {
+                count_recorded(&entry.cmds, &replies);
                 for (w, r) in waiters.into_iter().zip(replies) {
                     let _ = w.send(Ok(r));
                 }
@@ -217,6 +219,27 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
                 for w in waiters {
                     let _ = w.send(Err(err.clone()));
                 }
+            }
+        }
+    }
+}
+
+/// Runs and messages that an applied entry created (a run recorded twice counts once).
+fn count_recorded(cmds: &[ShardCommand], replies: &[ShardReply]) {
+    for (cmd, reply) in cmds.iter().zip(replies) {
+        let (
+            ShardCommand::Runs(RunsCommand::Record(runs)),
+            ShardReply::Runs(RunsReply::Recorded(created)),
+        ) = (cmd, reply)
+        else {
+            continue;
+        };
+        for (run, _) in runs.iter().zip(created).filter(|(_, new)| **new) {
+            metrics::counter!(m::RUNS).increment(1);
+            for msg in &run.messages {
+                metrics::counter!(m::MESSAGES, "channel_type" => msg.channel_type.clone(),
+                    "status" => msg.status.clone())
+                .increment(1);
             }
         }
     }

@@ -571,8 +571,10 @@ async fn one_message_its_content_events_logs_and_activities() {
     let acts = ok(&h, &format!("/v1/messages/{feed_id}/activities")).await;
     let act = &acts["items"][0];
     assert_eq!(act["__typename"], "Activity");
-    assert_eq!(act["actor"], json!({"__typename": "User", "id": "boss"}));
-    assert_eq!(act["recipient"], json!({"__typename": "User", "id": "ann"}));
+    assert_eq!(act["actor"]["__typename"], "User");
+    assert_eq!(act["actor"]["id"], "boss");
+    assert_eq!(act["recipient"]["id"], "ann");
+    assert_eq!(act["recipient"]["updated_at"], act["inserted_at"]);
     assert_eq!(act["data"], json!({"name": "Ann"}));
     let td = enc(r#"{"name":"Bob"}"#);
     assert_eq!(
@@ -770,9 +772,10 @@ async fn feed_items_modes_filters_and_paging() {
         json!({"name": "x", "nested": {"k": 1}, "list": [1]})
     );
     assert_eq!(
-        (e["actors"].clone(), e["total_actors"].clone()),
-        (json!([{"__typename": "User", "id": "boss"}]), json!(1))
+        (e["actors"][0]["id"].clone(), e["total_actors"].clone()),
+        (json!("boss"), json!(1))
     );
+    assert_eq!(e["actors"][0]["updated_at"], e["inserted_at"]);
     assert_eq!(
         (
             e["total_activities"].clone(),
