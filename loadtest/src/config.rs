@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::scenario::ScenarioKind;
 use crate::spawn::SpawnConfig;
 
+/// Most recipients in one trigger (Knock's limit, enforced by Herald too).
+pub const MAX_RECIPIENTS: usize = 1000;
+
 /// Where requests go.
 #[derive(Debug, Clone)]
 pub enum Targets {
@@ -90,6 +93,9 @@ pub struct Config {
     pub targets: Targets,
     /// Secret API key (`sk_...`) for `--targets`; generated for `--spawn`.
     pub secret_key: Option<String>,
+    /// Service token for the management API (`--targets`; generated for `--spawn`). Scenarios that
+    /// push a workflow in their setup need it.
+    pub service_token: Option<String>,
     /// Which request mix to send.
     pub scenario: ScenarioKind,
     /// Open or closed loop.
@@ -107,6 +113,10 @@ pub struct Config {
     pub users: u64,
     /// Recipient popularity.
     pub distribution: UserDistribution,
+    /// Distinct recipients per trigger (`trigger`, `webhook`).
+    pub recipients: usize,
+    /// `webhook`: longest wait after load stops for deliveries still on their way.
+    pub drain: Duration,
     /// Seed for every random choice, so runs are reproducible.
     pub seed: u64,
     /// Write the JSON report here.
@@ -123,6 +133,7 @@ impl Config {
         Self {
             targets,
             secret_key: None,
+            service_token: None,
             scenario: ScenarioKind::Identify,
             load,
             duration: Duration::from_secs(10),
@@ -131,6 +142,8 @@ impl Config {
             timeout: Duration::from_secs(10),
             users: 100_000,
             distribution: UserDistribution::Uniform,
+            recipients: 1,
+            drain: Duration::from_secs(30),
             seed: 1,
             out: None,
             plot: None,
@@ -154,6 +167,16 @@ impl Config {
             Targets::Urls(_) if self.secret_key.as_deref().unwrap_or("").is_empty() => {
                 return bad("a secret key is required with --targets (--key or HERALD_SECRET_KEY)")
             }
+            Targets::Urls(_)
+                if self.scenario.needs_service_token()
+                    && self.service_token.as_deref().unwrap_or("").is_empty() =>
+            {
+                return Err(Error::Config(format!(
+                    "scenario {} pushes a workflow and needs the service token with --targets \
+                     (--service-token or HERALD_SERVICE_TOKEN)",
+                    self.scenario.name()
+                )))
+            }
             Targets::Spawn(s) => s.validate()?,
             Targets::Urls(_) => {}
         }
@@ -175,6 +198,16 @@ impl Config {
         }
         if self.users == 0 {
             return bad("--users must be at least 1");
+        }
+        if !(1..=MAX_RECIPIENTS).contains(&self.recipients) {
+            return Err(Error::Config(format!(
+                "--recipients must be between 1 and {MAX_RECIPIENTS}"
+            )));
+        }
+        if self.recipients as u64 > self.users {
+            return bad(
+                "--recipients must not exceed --users (recipients of a trigger are distinct)",
+            );
         }
         if let UserDistribution::Zipf { s } = self.distribution {
             if !(s.is_finite() && s > 0.0) {
@@ -243,5 +276,23 @@ mod tests {
         config.validate().unwrap();
         config.load = LoadModel::Open { rate: 0.0 };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn workflow_scenarios_need_the_service_token_and_sane_recipients() {
+        let targets = Targets::Urls(vec![Target::parse("http://127.0.0.1:1").unwrap()]);
+        let mut config = Config::new(targets, LoadModel::Open { rate: 10.0 });
+        config.secret_key = Some("sk_test".into());
+        config.scenario = ScenarioKind::Trigger;
+        assert!(config.validate().is_err());
+        config.service_token = Some("service".into());
+        config.validate().unwrap();
+        config.recipients = 0;
+        assert!(config.validate().is_err());
+        config.recipients = 5;
+        config.users = 4;
+        assert!(config.validate().is_err());
+        config.users = 5;
+        config.validate().unwrap();
     }
 }

@@ -15,6 +15,9 @@
 //!                         │
 //!                         v
 //!                       report (table, --out JSON) ──> plot (--plot SVG)
+//!
+//!  webhook scenario only: Herald ──POST──> sink (in-process, 127.0.0.1) ──> deliveries
+//!                         after load: drain the sink ──> report.deliveries
 //! ```
 //!
 //! Invariants:
@@ -24,24 +27,30 @@
 //! - **Bounded.** Every run stops issuing at `warmup + duration` (or Ctrl-C), and every request
 //!   gives up at `intended + timeout`, so the process always ends by itself.
 //! - **Only the given addresses.** Requests go to `--targets` or to the spawned nodes on 127.0.0.1.
-//! - **Reproducible.** All random choices come from `--seed`.
+//! - **Reproducible.** All random choices come from `--seed` (except the run-unique workflow key).
+//! - **Deliveries are drained, bounded.** After load the webhook sink is awaited until every
+//!   acknowledged trigger's deliveries arrived, the count is flat for 2 s, or `--drain` passes.
 //!
 //! Layout: [`config`] (typed settings), [`spawn`] (local cluster), [`client`] (keep-alive pool),
 //! [`driver`] (load models), [`scenario`] (request mixes behind one trait), [`stats`]
-//! (histograms), [`progress`] (live stderr), [`report`] (table + JSON), [`plot`] (SVG charts).
+//! (histograms), [`sink`] (webhook receiver) and [`deliveries`] (its accounting), [`progress`]
+//! (live stderr), [`report`] (table + JSON), [`plot`] (SVG charts).
 
 pub mod client;
 pub mod config;
+pub mod deliveries;
 pub mod driver;
 pub mod error;
 pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod sink;
 pub mod spawn;
 pub mod stats;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -65,10 +74,13 @@ use stats::Recorder;
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
     config.validate()?;
     let mut cluster = None;
-    let (targets, secret_key) = match &config.targets {
+    let (targets, keys) = match &config.targets {
         Targets::Urls(targets) => (
             targets.clone(),
-            config.secret_key.clone().expect("validated: key present"),
+            Credentials {
+                secret_key: config.secret_key.clone().expect("validated: key present"),
+                service_token: config.service_token.clone(),
+            },
         ),
         Targets::Spawn(spawn) => {
             if config.progress != Progress::Off {
@@ -79,13 +91,20 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
                 let urls: Vec<String> = started.targets().iter().map(Target::url).collect();
                 eprintln!("herald-loadtest: cluster ready: {}", urls.join(", "));
             }
-            let found = (started.targets(), started.keys().secret_key.clone());
+            let keys = started.keys();
+            let found = (
+                started.targets(),
+                Credentials {
+                    secret_key: keys.secret_key.clone(),
+                    service_token: Some(keys.service_token.clone()),
+                },
+            );
             cluster = Some(started);
             found
         }
     };
 
-    let result = run_load(&config, &targets, secret_key, cancel).await;
+    let result = run_load(&config, &targets, keys, cancel).await;
 
     if let Some(mut cluster) = cluster {
         let crashed = cluster.exited_nodes();
@@ -100,15 +119,26 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
     result
 }
 
+/// What the scenario authenticates with.
+struct Credentials {
+    secret_key: String,
+    service_token: Option<String>,
+}
+
 async fn run_load(
     config: &Config,
     targets: &[Target],
-    secret_key: String,
+    keys: Credentials,
     cancel: CancellationToken,
 ) -> Result<Report> {
     let pool = Arc::new(Pool::new(targets, config.effective_connections()));
-    let users = UserPicker::new(config.users, config.distribution)?;
-    let mut scenario = scenario::build(config.scenario, ScenarioParams { secret_key, users })?;
+    let params = ScenarioParams {
+        secret_key: keys.secret_key,
+        service_token: keys.service_token,
+        users: UserPicker::new(config.users, config.distribution)?,
+        recipients: config.recipients,
+    };
+    let mut scenario = scenario::build(config.scenario, params)?;
     tokio::select! {
         result = scenario.setup(&pool) => result?,
         _ = cancel.cancelled() => return Err(Error::Interrupted),
@@ -117,6 +147,9 @@ async fn run_load(
 
     let start = Instant::now();
     let measure_start = start + config.warmup;
+    if let Some(sink) = scenario.sink() {
+        sink.begin(SystemTime::now() + config.warmup);
+    }
     let (samples, received) = tokio::sync::mpsc::unbounded_channel();
     let collector = tokio::spawn(stats::collect(
         received,
@@ -136,19 +169,34 @@ async fn run_load(
         driver_config,
         start,
         samples,
-        cancel,
+        cancel.clone(),
     )
     .await;
     let recorder = collector.await.expect("stats collector panicked");
     let summary = recorder.finish(outcome.stopped.saturating_duration_since(measure_start));
+    let deliveries = match scenario.sink() {
+        Some(sink) => {
+            if config.progress != Progress::Off {
+                eprintln!(
+                    "herald-loadtest: waiting up to {:?} for deliveries ({} received so far)",
+                    config.drain,
+                    sink.delivered()
+                );
+            }
+            let acknowledged = summary.successes + summary.warmup_successes;
+            Some(sink.drain(acknowledged, config.drain, &cancel).await)
+        }
+        None => None,
+    };
 
-    let report = Report::new(
+    let mut report = Report::new(
         config,
         scenario.name(),
         targets.iter().map(Target::url).collect(),
         outcome.interrupted,
         summary,
     );
+    report.deliveries = deliveries;
     if let Some(path) = &config.out {
         report.write_json(path)?;
     }

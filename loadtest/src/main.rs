@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 /// Examples:
 ///   herald-loadtest --spawn 3 --rate 2000 --duration 30s --warmup 5s --out report.json --plot plots
 ///   herald-loadtest --targets http://herald-1:7000,http://herald-2:7000 --key sk_... --concurrency 64
+///   herald-loadtest --spawn 3 --scenario trigger --recipients 5 --rate 500 --duration 30s
+///   herald-loadtest --spawn 1 --scenario webhook --rate 200 --duration 20s --drain 30s --out webhook.json
 #[derive(Debug, Parser)]
 #[command(name = "herald-loadtest", version, verbatim_doc_comment)]
 struct Cli {
@@ -45,6 +47,9 @@ struct Cli {
     /// Secret API key for --targets.
     #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// Service token for --targets (trigger and webhook push their workflow with it).
+    #[arg(long, env = "HERALD_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
     /// Request mix.
     #[arg(long, value_enum, default_value = "identify")]
     scenario: ScenarioKind,
@@ -73,6 +78,13 @@ struct Cli {
     /// Number of distinct recipients.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
+    /// trigger, webhook: distinct recipients per trigger.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    recipients: usize,
+    /// webhook: longest wait after load for outstanding deliveries (stops earlier once all
+    /// arrived or none arrived for 2 s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain: Duration,
     /// Zipf exponent for recipient popularity (uniform if absent).
     #[arg(long)]
     skew: Option<f64>,
@@ -85,7 +97,7 @@ struct Cli {
     /// Write latency.svg and throughput.svg into this directory.
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
-    /// Exit non-zero if any request failed.
+    /// Exit non-zero if any request failed (webhook: or a delivery was missing or duplicated).
     #[arg(long)]
     fail_on_error: bool,
     /// No live progress.
@@ -121,6 +133,9 @@ impl Cli {
         };
         let mut config = Config::new(targets, load);
         config.secret_key = self.key;
+        config.service_token = self.service_token;
+        config.recipients = self.recipients;
+        config.drain = self.drain;
         config.scenario = self.scenario;
         config.duration = self.duration;
         config.warmup = self.warmup;
@@ -175,6 +190,9 @@ async fn main() -> ExitCode {
                     "herald-loadtest: {} request(s) failed",
                     report.summary.errors
                 );
+                ExitCode::FAILURE
+            } else if fail_on_error && report.deliveries_incomplete() {
+                eprintln!("herald-loadtest: deliveries missing or duplicated");
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::{Config, LoadModel, Targets, UserDistribution};
-use crate::stats::Summary;
+use crate::deliveries::DeliverySummary;
+use crate::stats::{Percentiles, Summary};
 
 /// One run's results.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +28,9 @@ pub struct Report {
     pub warmup_s: f64,
     pub timeout_s: f64,
     pub users: u64,
+    /// Distinct recipients per trigger (workflow scenarios only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients_per_trigger: Option<usize>,
     /// Zipf exponent, if recipients were skewed.
     pub skew: Option<f64>,
     pub seed: u64,
@@ -34,6 +38,9 @@ pub struct Report {
     pub interrupted: bool,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Webhook deliveries (the `webhook` scenario), measured at the in-process sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<DeliverySummary>,
 }
 
 impl Report {
@@ -63,6 +70,10 @@ impl Report {
             warmup_s: config.warmup.as_secs_f64(),
             timeout_s: config.timeout.as_secs_f64(),
             users: config.users,
+            recipients_per_trigger: config
+                .scenario
+                .needs_service_token()
+                .then_some(config.recipients),
             skew: match config.distribution {
                 UserDistribution::Zipf { s } => Some(s),
                 UserDistribution::Uniform => None,
@@ -70,6 +81,7 @@ impl Report {
             seed: config.seed,
             interrupted,
             summary,
+            deliveries: None,
         }
     }
 
@@ -104,18 +116,40 @@ impl Report {
             let _ = writeln!(out, "    {kind:<12}{count:>10}");
         }
         let _ = writeln!(out, "  throughput   {:>12.1} req/s", s.throughput_rps);
-        let l = &s.latency_ms;
-        let _ = writeln!(
-            out,
-            "  latency ms   {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "p50", "p90", "p99", "p99.9", "max", "mean"
-        );
-        let _ = writeln!(
-            out,
-            "               {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        );
+        latency_rows(&mut out, "latency ms", &s.latency_ms);
+        if let Some(d) = &self.deliveries {
+            let _ = writeln!(
+                out,
+                "deliveries (webhook sink; counts include warmup)  |  drained {:.1}s, {}",
+                d.drain_s,
+                d.drain_end.as_str()
+            );
+            let _ = writeln!(out, "  acknowledged {:>12}", d.acknowledged_triggers);
+            if d.expected != d.acknowledged_triggers {
+                let _ = writeln!(out, "  expected     {:>12}", d.expected);
+            }
+            let _ = writeln!(out, "  delivered    {:>12}", d.delivered);
+            let _ = writeln!(out, "  missing      {:>12}", d.missing());
+            let _ = writeln!(out, "  duplicates   {:>12}", d.duplicates);
+            if d.malformed > 0 {
+                let _ = writeln!(out, "  malformed    {:>12}", d.malformed);
+            }
+            let _ = writeln!(
+                out,
+                "  received     {:>12.1} /s (end of warmup to end of drain)",
+                d.received_per_s
+            );
+            latency_rows(&mut out, "delivery ms", &d.latency_ms);
+        }
         out
+    }
+
+    /// True if the sink saw fewer distinct deliveries than acknowledged triggers call for, or any
+    /// duplicate.
+    pub fn deliveries_incomplete(&self) -> bool {
+        self.deliveries
+            .as_ref()
+            .is_some_and(|d| d.missing() > 0 || d.duplicates > 0)
     }
 
     /// Writes the report as pretty JSON.
@@ -124,4 +158,18 @@ impl Report {
         std::fs::write(path, json)
             .map_err(|e| crate::Error::io(format!("writing {}", path.display()), e))
     }
+}
+
+/// A percentile header row and its values, labelled `label` (12 characters wide).
+fn latency_rows(out: &mut String, label: &str, l: &Percentiles) {
+    let _ = writeln!(
+        out,
+        "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "p50", "p90", "p99", "p99.9", "max", "mean"
+    );
+    let _ = writeln!(
+        out,
+        "               {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+    );
 }

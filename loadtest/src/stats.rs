@@ -122,6 +122,8 @@ pub struct Summary {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests that completed during warmup (not counted anywhere else).
     pub warmup_requests: u64,
+    /// Of those, the 2xx ones (a trigger acknowledged in warmup still delivers).
+    pub warmup_successes: u64,
     /// Length of the measured window in seconds (shorter than configured if interrupted).
     pub window_s: f64,
     /// Successful responses per second over the measured window.
@@ -145,6 +147,7 @@ pub struct Recorder {
     successes: u64,
     errors: BTreeMap<ErrorKind, u64>,
     warmup_requests: u64,
+    warmup_successes: u64,
 }
 
 impl Recorder {
@@ -160,12 +163,14 @@ impl Recorder {
             successes: 0,
             errors: BTreeMap::new(),
             warmup_requests: 0,
+            warmup_successes: 0,
         }
     }
 
     pub fn record(&mut self, sample: &Sample) {
         if sample.intended < self.measure_start {
             self.warmup_requests += 1;
+            self.warmup_successes += u64::from(sample.outcome.is_ok());
             return;
         }
         let second = sample
@@ -209,6 +214,7 @@ impl Recorder {
                 .map(|(kind, count)| (kind.to_string(), *count))
                 .collect(),
             warmup_requests: self.warmup_requests,
+            warmup_successes: self.warmup_successes,
             window_s,
             throughput_rps: if window_s > 0.0 {
                 self.successes as f64 / window_s
@@ -290,6 +296,7 @@ mod tests {
         recorder.record(&sample(start, 2_900, 500, Ok(200)));
         let summary = recorder.finish(Duration::from_secs(2));
         assert_eq!(summary.warmup_requests, 1);
+        assert_eq!(summary.warmup_successes, 1);
         assert_eq!(summary.requests, 5);
         assert_eq!(summary.successes, 3);
         assert_eq!(summary.errors, 2);

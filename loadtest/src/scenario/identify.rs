@@ -7,8 +7,8 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use rand::rngs::SmallRng;
 
-use super::{Scenario, ScenarioParams, UserPicker};
-use crate::error::{Error, Result};
+use super::{bearer, Scenario, ScenarioParams, UserPicker};
+use crate::error::Result;
 
 pub struct Identify {
     auth: HeaderValue,
@@ -17,10 +17,8 @@ pub struct Identify {
 
 impl Identify {
     pub fn new(params: ScenarioParams) -> Result<Self> {
-        let auth = HeaderValue::from_str(&format!("Bearer {}", params.secret_key))
-            .map_err(|_| Error::Config("secret key is not a valid header value".into()))?;
         Ok(Self {
-            auth,
+            auth: bearer(&params.secret_key, "secret key")?,
             users: params.users,
         })
     }

@@ -124,3 +124,37 @@ impl TestServer {
         config
     }
 }
+
+/// The `herald` binary of the workspace build: `$HERALD_BIN`, else `<target>/<profile>/herald`
+/// next to this test's `deps/` directory. `cargo test --workspace` builds it (node's tests need
+/// it); with `-p herald-loadtest` alone, build it first: `bash .ci/cargo build -p herald-node`.
+pub fn herald_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("HERALD_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("herald"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} missing: build it with `bash .ci/cargo build -p herald-node` (same CARGO_TARGET_DIR) \
+         or set HERALD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A quiet open-loop config against a local 1-node Herald started from [`herald_bin`].
+pub fn spawn_one(rate: f64, duration: Duration) -> Config {
+    let mut spawn = herald_loadtest::SpawnConfig::new(1);
+    spawn.herald_bin = herald_bin();
+    spawn.shards = Some(4);
+    spawn.ready_timeout = Duration::from_secs(30);
+    let mut config = Config::new(Targets::Spawn(spawn), LoadModel::Open { rate });
+    config.duration = duration;
+    config.progress = Progress::Off;
+    config
+}
