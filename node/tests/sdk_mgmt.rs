@@ -13,7 +13,9 @@ async fn knocklabs_mgmt_sdk_manages_workflows_and_channels() {
     let nodes = start_cluster(root.path(), 1, 4).await;
     let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/mgmt");
     assert!(
-        std::path::Path::new(suite).join("node_modules/@knocklabs/mgmt").exists(),
+        std::path::Path::new(suite)
+            .join("node_modules/@knocklabs/mgmt")
+            .exists(),
         "run `npm ci --prefix node/tests/sdk/mgmt` first (.ci/test does)"
     );
     let url = nodes[0].url();

@@ -85,16 +85,22 @@ fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, Duties>) {
                     concurrency: cluster.inner.config.delivery_concurrency,
                 };
                 let stop = CancellationToken::new();
+                let wakeups = cluster.wakeups(shard);
                 let dispatch = tokio::spawn(dispatcher::run(
                     shard,
                     g.reader.clone(),
                     submit,
-                    cluster.outbox_wake(shard),
+                    wakeups.clone(),
                     deps,
                     stop.clone(),
                 ));
-                let timers =
-                    tokio::spawn(timers::run(shard, g.reader.clone(), resume, stop.clone()));
+                let timers = tokio::spawn(timers::run(
+                    shard,
+                    g.reader.clone(),
+                    resume,
+                    wakeups,
+                    stop.clone(),
+                ));
                 running.insert(
                     shard,
                     Duties {

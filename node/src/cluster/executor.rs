@@ -57,14 +57,43 @@ pub enum Work {
 type Waiter = oneshot::Sender<Result<ShardReply, ProposeError>>;
 type Job = (Work, Waiter);
 
+/// Wake-ups of a shard leader's background loops, sent by its executor after an applied entry.
+#[derive(Default)]
+pub struct Wakeups {
+    /// New or moved outbox rows: the dispatcher looks now instead of at its next due time.
+    pub outbox: tokio::sync::Notify,
+    /// New timer rows: the timer loop recomputes its next due time.
+    pub timers: tokio::sync::Notify,
+}
+
+impl Wakeups {
+    fn after_apply(&self, cmds: &[ShardCommand]) {
+        let runs = cmds.iter().filter_map(|c| match c {
+            ShardCommand::Runs(r) => Some(r),
+            _ => None,
+        });
+        let (mut outbox, mut timers) = (false, false);
+        for r in runs {
+            outbox |= r.touches_outbox();
+            timers |= r.adds_timers();
+        }
+        if outbox {
+            self.outbox.notify_one();
+        }
+        if timers {
+            self.timers.notify_one();
+        }
+    }
+}
+
 /// What trigger evaluation reads: the shard's applied state and the catalog.
 #[derive(Clone)]
 pub struct EvalDeps {
     pub reader: GroupReader,
     pub view: MetaView,
     pub cache: Arc<WorkflowCache>,
-    /// Notified after every applied entry (the dispatcher looks for new outbox rows).
-    pub applied: Arc<tokio::sync::Notify>,
+    /// Wakes this shard's dispatcher and timer loop when an entry added work for them.
+    pub wakeups: Arc<Wakeups>,
 }
 
 #[derive(Clone)]
@@ -193,7 +222,7 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
         let entry = ShardEntry { now_ms: now, cmds };
         let outcome = propose(&raft, &entry).await;
         if outcome.is_ok() {
-            deps.applied.notify_one();
+            deps.wakeups.after_apply(&entry.cmds);
         }
         match outcome {
             Ok(replies) if replies.len() == waiters.len() => {

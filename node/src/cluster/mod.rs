@@ -35,7 +35,7 @@ use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{MetaCommand, MetaEntry, MetaReply, MetaView};
-pub use executor::now_ms;
+pub use executor::{now_ms, Wakeups};
 use executor::{EvalDeps, ProposeError, ShardExecutorHandle, Work};
 use rpc::{GroupStatus, NodeReply, NodeRequest};
 pub use start::JoinRequest;
@@ -56,8 +56,8 @@ pub(crate) struct ClusterInner {
     executors: Mutex<HashMap<ShardId, ShardExecutorHandle>>,
     /// Compiled workflow versions, shared by every executor and the HTTP layer.
     workflows: Arc<crate::workflows::WorkflowCache>,
-    /// Per shard: poked by the executor after each applied entry, wakes the dispatcher.
-    outbox_wake: Mutex<HashMap<ShardId, Arc<tokio::sync::Notify>>>,
+    /// Per shard: poked by the executor, wakes the dispatcher and the timer loop.
+    wakeups: Mutex<HashMap<ShardId, Arc<executor::Wakeups>>>,
     providers: Arc<crate::delivery::Providers>,
     /// Last known leader per group, learnt from NotLeader replies.
     leader_hints: Mutex<HashMap<GroupId, u64>>,
@@ -256,7 +256,7 @@ impl Cluster {
                     reader: g.reader.clone(),
                     view: self.inner.view.clone(),
                     cache: self.inner.workflows.clone(),
-                    applied: self.outbox_wake(shard),
+                    wakeups: self.wakeups(shard),
                 };
                 let e = ShardExecutorHandle::spawn(shard, g.raft.clone(), deps);
                 map.insert(shard, e.clone());
@@ -350,13 +350,9 @@ impl Cluster {
         }
     }
 
-    /// The wake-up of `shard`'s dispatcher.
-    fn outbox_wake(&self, shard: ShardId) -> Arc<tokio::sync::Notify> {
-        let mut map = self
-            .inner
-            .outbox_wake
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+    /// The wake-ups of `shard`'s dispatcher and timer loop.
+    fn wakeups(&self, shard: ShardId) -> Arc<executor::Wakeups> {
+        let mut map = self.inner.wakeups.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(shard).or_default().clone()
     }
 

@@ -254,7 +254,7 @@ impl Cluster {
                 view,
                 executors: Mutex::new(HashMap::new()),
                 workflows: Arc::default(),
-                outbox_wake: Mutex::new(HashMap::new()),
+                wakeups: Mutex::new(HashMap::new()),
                 providers:
                     Arc::new(
                         crate::delivery::Providers::try_new(

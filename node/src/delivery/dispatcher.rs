@@ -2,8 +2,8 @@
 //! record each attempt's result through the shard's executor (another Raft entry).
 //!
 //! ```text
-//!  executor applied an entry ──notify──┐        (or a tick, for retries that come due later)
-//!                                      ▼
+//!  executor applied an entry that queued messages ──notify──┐   (or the earliest row's due time,
+//!                                                            ▼    for retries that come due later)
 //!  due_outbox(now) on applied state ─► for each message not already in flight (≤ concurrency):
 //!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
 //!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
@@ -27,17 +27,17 @@ use herald_raft::GroupReader;
 use herald_shard::runs::{self, DeliveryOutcome, RunsCommand, StoredMessage};
 use herald_shard::{ShardCommand, ShardQuery, ShardReply};
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{policy, Outcome, Outgoing, Providers};
 use crate::backend::ChannelRecord;
-use crate::cluster::{now_ms, ShardStore};
+use crate::cluster::{now_ms, ShardStore, Wakeups};
 use crate::meta::MetaView;
 use crate::metrics as m;
 
-/// How often the outbox is scanned without a wake-up (retries that came due).
-const TICK: Duration = Duration::from_millis(100);
+/// Longest sleep without a wake-up (a safety net; due times and notifications drive the loop).
+const IDLE: Duration = Duration::from_secs(1);
 
 /// Proposes a delivery result on the shard (the executor). `Err` = this node no longer leads.
 pub type Submit = Arc<
@@ -60,7 +60,7 @@ pub async fn run(
     shard: u32,
     reader: GroupReader,
     submit: Submit,
-    wake: Arc<Notify>,
+    wake: Arc<Wakeups>,
     deps: DispatchDeps,
     stop: CancellationToken,
 ) {
@@ -68,13 +68,16 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(deps.concurrency));
     let lost = CancellationToken::new();
     let label = shard.to_string();
+    // Look once at start: a new leader inherits the outbox of the previous one.
+    let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = lost.cancelled() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = wake.outbox.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+        pause = next_pause(&reader);
         let due = match runs::due_outbox(&ShardStore(&reader), now_ms(), deps.concurrency * 2) {
             Ok(d) => d,
             Err(e) => {
@@ -107,6 +110,16 @@ pub async fn run(
                 drop(permit);
             });
         }
+    }
+}
+
+/// How long to sleep until the earliest outbox row is due. A row already due is being sent (it
+/// keeps its row until the result commits, which wakes the loop), so that case waits for the wake.
+fn next_pause(reader: &GroupReader) -> Duration {
+    let now = now_ms();
+    match runs::first_outbox_due(&ShardStore(reader)) {
+        Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(IDLE),
+        _ => IDLE,
     }
 }
 

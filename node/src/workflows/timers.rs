@@ -2,32 +2,50 @@
 //!
 //! Timer rows `(due_ms, run_id)` are replicated shard state, written with the paused run and
 //! removed by the resume or cancel that ends the pause, so a new leader resumes exactly what is
-//! still due. The loop ticks every [`TICK`]; a timer fires within about a tick of its due time.
-//! Resuming twice is harmless: a run no longer paused is left alone by apply.
+//! still due. The loop sleeps until the earliest row is due (the first row of the time-ordered
+//! table), and the executor wakes it when an entry adds timers, so a timer fires within
+//! milliseconds of its due time without polling. Resuming twice is harmless: a run no longer
+//! paused is left alone by apply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use herald_raft::GroupReader;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{now_ms, ShardStore};
+use crate::cluster::{now_ms, ShardStore, Wakeups};
 
-pub const TICK: Duration = Duration::from_millis(20);
-/// Timers resumed per tick at most (the rest wait for the next tick).
+/// Longest sleep without a wake-up (a safety net).
+const IDLE: Duration = Duration::from_secs(1);
+/// Timers resumed per pass at most (the rest in the next pass, at once).
 const PER_TICK: usize = 1024;
 
 /// Resume one paused run on the shard (through its executor). `Err` = this node no longer leads.
 pub type Resume =
     std::sync::Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-pub async fn run(shard: u32, reader: GroupReader, resume: Resume, stop: CancellationToken) {
+pub async fn run(
+    shard: u32,
+    reader: GroupReader,
+    resume: Resume,
+    wake: Arc<Wakeups>,
+    stop: CancellationToken,
+) {
+    let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(TICK) => {}
+            _ = wake.timers.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
-        let due = match herald_shard::runs::due_timers(&ShardStore(&reader), now_ms(), PER_TICK) {
+        let now = now_ms();
+        pause = match herald_shard::runs::first_timer_due(&ShardStore(&reader)) {
+            Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(IDLE),
+            Ok(Some(_)) => Duration::ZERO,
+            _ => IDLE,
+        };
+        let due = match herald_shard::runs::due_timers(&ShardStore(&reader), now, PER_TICK) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "timer scan failed");

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 pub use apply::apply;
 pub use model::*;
-pub use query::{due_outbox, due_timers, load_message, load_run, query};
+pub use query::{
+    due_outbox, due_timers, first_outbox_due, first_timer_due, load_message, load_run, query,
+};
 
 use crate::model::RecipientRef;
 
@@ -68,6 +70,35 @@ pub enum RunsCommand {
     /// Replace a paused run with its continuation (a delay elapsed). The run's timer row is
     /// removed; a run no longer paused (cancelled meanwhile) is left alone. Reply: `Recorded`.
     Resume { run: NewRun },
+}
+
+impl RunsCommand {
+    /// Whether applying this command may add or move outbox rows (the dispatcher should look).
+    pub fn touches_outbox(&self) -> bool {
+        match self {
+            RunsCommand::Record(runs) => runs.iter().any(NewRun::queues_messages),
+            RunsCommand::Resume { run } => run.queues_messages(),
+            RunsCommand::Delivery { outcome, .. } => {
+                matches!(outcome, DeliveryOutcome::Retry { .. })
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether applying this command may add timer rows (paused runs).
+    pub fn adds_timers(&self) -> bool {
+        match self {
+            RunsCommand::Record(runs) => runs.iter().any(|r| r.status == RunStatus::Paused),
+            RunsCommand::Resume { run } => run.status == RunStatus::Paused,
+            _ => false,
+        }
+    }
+}
+
+impl NewRun {
+    fn queues_messages(&self) -> bool {
+        self.messages.iter().any(|m| m.status == QUEUED)
+    }
 }
 
 /// Filters of the run list.

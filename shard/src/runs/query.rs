@@ -278,6 +278,25 @@ fn due_rows(store: &dyn StoreRead, tag: u8, now_ms: u64, limit: usize) -> Result
         .collect())
 }
 
+/// The earliest due time in a queue table, if it has any row.
+fn first_due(store: &dyn StoreRead, tag: u8) -> Result<Option<u64>> {
+    let rows = store.scan(&[tag], &[tag + 1], 1, false)?;
+    Ok(rows
+        .first()
+        .and_then(|(k, _)| keys::decode_due(tag, k))
+        .map(|(due, _)| due))
+}
+
+/// When the earliest message in the outbox is due.
+pub fn first_outbox_due(store: &dyn StoreRead) -> Result<Option<u64>> {
+    first_due(store, keys::TAG_OUTBOX)
+}
+
+/// When the earliest paused run is due to resume.
+pub fn first_timer_due(store: &dyn StoreRead) -> Result<Option<u64>> {
+    first_due(store, keys::TAG_TIMER)
+}
+
 /// Messages whose send is due at `now_ms`, oldest due first (the dispatcher's work).
 pub fn due_outbox(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
     due_rows(store, keys::TAG_OUTBOX, now_ms, limit)
