@@ -85,7 +85,7 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// A workflow's current record (a local read of the meta group).
-    fn workflow(&self, key: &str) -> Option<WorkflowRecord>;
+    fn workflow(&self, key: &str) -> Option<Arc<WorkflowRecord>>;
 
     /// Every workflow, ordered by key.
     fn workflows(&self) -> Vec<WorkflowRecord>;

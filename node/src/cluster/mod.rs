@@ -530,7 +530,7 @@ impl Backend for Cluster {
         self.inner.view.channels()
     }
 
-    fn workflow(&self, key: &str) -> Option<crate::meta::WorkflowRecord> {
+    fn workflow(&self, key: &str) -> Option<Arc<crate::meta::WorkflowRecord>> {
         self.inner.view.workflow(key)
     }
 

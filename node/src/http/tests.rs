@@ -117,7 +117,7 @@ impl Backend for TestBackend {
         ]
     }
 
-    fn workflow(&self, _key: &str) -> Option<crate::meta::WorkflowRecord> {
+    fn workflow(&self, _key: &str) -> Option<Arc<crate::meta::WorkflowRecord>> {
         None
     }
 

@@ -15,6 +15,43 @@ pub struct MetaView {
     /// Every v1 request checks the API keys: keep the decoded keys for a second instead of reading
     /// and parsing them from RocksDB per request. A key change is seen within `KEYS_TTL`.
     keys: Arc<Mutex<Option<(Instant, ApiKeys)>>>,
+    /// Decoded workflow records and channel lists, reused while their stored bytes are unchanged
+    /// (every trigger reads them; the read stays, the JSON decoding does not repeat).
+    workflows: Arc<Decoded<super::WorkflowRecord>>,
+    channels: Arc<Decoded<Vec<ChannelRecord>>>,
+}
+
+/// A cache of values decoded from stored bytes: an entry is valid while the bytes are equal, so
+/// it never serves stale data.
+struct Decoded<T> {
+    entries: Mutex<std::collections::HashMap<Vec<u8>, (Vec<u8>, Arc<T>)>>,
+}
+
+impl<T> Default for Decoded<T> {
+    fn default() -> Self {
+        Decoded {
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Decoded<T> {
+    fn get(
+        &self,
+        key: &[u8],
+        raw: Vec<u8>,
+        decode: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, value)) = entries.get(key) {
+            if *bytes == raw {
+                return Some(value.clone());
+            }
+        }
+        let value = Arc::new(decode(&raw)?);
+        entries.insert(key.to_vec(), (raw, value.clone()));
+        Some(value)
+    }
 }
 
 const KEYS_TTL: Duration = Duration::from_secs(1);
@@ -24,6 +61,8 @@ impl MetaView {
         MetaView {
             reader,
             keys: Arc::default(),
+            workflows: Arc::default(),
+            channels: Arc::default(),
         }
     }
 
@@ -86,14 +125,32 @@ impl MetaView {
 
     /// Every channel, ordered by key.
     pub fn channels(&self) -> Vec<ChannelRecord> {
-        self.records(super::CHANNELS_TABLE)
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
+        let (lo, hi) = keys::record_range(super::CHANNELS_TABLE);
+        let rows = self
+            .reader
+            .scan(&lo, &hi, usize::MAX, false)
+            .unwrap_or_default();
+        let raw: Vec<u8> = rows
+            .iter()
+            .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
+            .flatten()
+            .copied()
+            .collect();
+        let decoded = self.channels.get(&lo, raw, |_| {
+            Some(
+                rows.iter()
+                    .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+                    .collect(),
+            )
+        });
+        decoded.map(|c| c.as_ref().clone()).unwrap_or_default()
     }
 
-    pub fn workflow(&self, key: &str) -> Option<super::WorkflowRecord> {
-        serde_json::from_value(self.record(super::WORKFLOWS_TABLE, key)?).ok()
+    pub fn workflow(&self, key: &str) -> Option<Arc<super::WorkflowRecord>> {
+        let k = keys::record(super::WORKFLOWS_TABLE, key);
+        let raw = self.reader.get(&k).ok()??;
+        self.workflows
+            .get(&k, raw, |bytes| serde_json::from_slice(bytes).ok())
     }
 
     /// Every workflow, ordered by key.
