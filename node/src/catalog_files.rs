@@ -6,8 +6,9 @@
 //!   `settings`, `trigger_data_json_schema`, ...), the same as the `workflow` of an upsert body;
 //!   read-only fields (`active`, `sha`, `version`, timestamps) are ignored on push and not written
 //!   on pull.
-//! - A channel file holds `{type, provider, name?, settings, sandbox?}` (settings may carry
-//!   secrets: keep such files out of version control or template them in CI).
+//! - A channel file holds `{type, provider, name?, settings?, sandbox?}` (settings may carry
+//!   secrets: keep such files out of version control or template them in CI). A file without
+//!   `settings` keeps the channel's stored settings, so a pulled file pushes back unchanged.
 //!
 //! `push` validates every workflow file first and changes nothing unless all are valid; every
 //! problem of every file is printed (`file: path: reason`).

@@ -62,7 +62,8 @@ struct ManagementArgs {
 
 #[derive(Subcommand)]
 enum FilesCommand {
-    /// Validate every file, then create or update each (nothing changes unless all are valid).
+    /// Create or update each file's resource. Workflows are all validated first (nothing changes
+    /// unless all are valid); channels are applied one by one and stop at the first refused file.
     Push(ManagementArgs),
     /// Write every resource on the server to the directory.
     Pull(ManagementArgs),

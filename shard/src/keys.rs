@@ -22,6 +22,7 @@
 //! 0x18 DELIVERY_LOG    | msg_id | seq u32             -> delivery log (JSON)
 //! 0x19 MESSAGE_EVENT   | msg_id | seq u32             -> message event (JSON)
 //! 0x1A TIMER           | due_ms u64 | run_id          -> empty   (paused runs to resume)
+//! 0x1B ONCE            | workflow | coll | id | scope -> empty  (trigger_frequency: already ran)
 //! ```
 //!
 //! Message and run ids are fixed-length, time-ordered strings ([`crate::ids`]), so the byte order of
@@ -54,6 +55,7 @@ pub const TAG_OUTBOX: u8 = 0x17;
 pub const TAG_DELIVERY_LOG: u8 = 0x18;
 pub const TAG_MESSAGE_EVENT: u8 = 0x19;
 pub const TAG_TIMER: u8 = 0x1A;
+pub const TAG_ONCE: u8 = 0x1B;
 
 /// Largest string segment a key may carry (ids are validated to far less: 255 chars).
 pub const MAX_SEGMENT_BYTES: usize = u16::MAX as usize;

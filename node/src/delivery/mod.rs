@@ -66,6 +66,20 @@ use crate::error::{Error, Result};
 use exchange::OneShotProvider;
 use policy::CircuitBreaker;
 
+/// The providers that can serve a channel type (`in_app_feed` needs none: its messages are
+/// delivered at apply; its channels name the provider `knock`).
+pub fn providers_for(channel_type: &str) -> &'static [&'static str] {
+    match channel_type {
+        "email" => &["smtp", "sendgrid", "postmark", "resend"],
+        "sms" => &["twilio"],
+        "push" => &["fcm", "apns"],
+        "chat" => &["slack"],
+        "http" => &["webhook"],
+        "in_app_feed" => &["knock"],
+        _ => &[],
+    }
+}
+
 /// One message to hand to one provider: everything a provider needs, already rendered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outgoing {

@@ -211,16 +211,29 @@ async fn put_channel(
         )));
     }
     let provider = text("provider").ok_or_else(|| invalid("channel.provider is required"))?;
-    let settings = c.get("settings").cloned().unwrap_or_else(|| json!({}));
-    if !settings.is_object() {
-        return Err(invalid("channel.settings must be an object"));
+    let serving = crate::delivery::providers_for(&channel_type);
+    if !serving.contains(&provider.as_str()) {
+        return Err(invalid(format!(
+            "channel.provider `{provider}` cannot serve a {channel_type} channel (one of: {})",
+            serving.join(", ")
+        )));
     }
+    let existing = b.channel(&key).filter(|e| e.key == key);
+    // Absent settings keep the stored ones: a pulled file (which never holds settings) pushes back
+    // without wiping the channel's credentials.
+    let settings = match c.get("settings") {
+        None => existing
+            .as_ref()
+            .map(|e| e.settings.clone())
+            .unwrap_or_else(|| json!({})),
+        Some(s) if s.is_object() => s.clone(),
+        Some(_) => return Err(invalid("channel.settings must be an object")),
+    };
     let sandbox = match c.get("sandbox") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(s)) => *s,
         Some(_) => return Err(invalid("channel.sandbox must be a boolean")),
     };
-    let existing = b.channel(&key).filter(|e| e.key == key);
     if let Some(e) = &existing {
         if e.channel_type != channel_type {
             return Err(invalid("a channel's type cannot change"));

@@ -128,6 +128,7 @@ impl<'a> Seeder<'a> {
             messages,
             resume_at_ms: None,
             resume_state: None,
+            once_scope: None,
         };
         let reply = self
             .h

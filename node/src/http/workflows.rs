@@ -246,10 +246,7 @@ async fn trigger(
     if let Err(problems) = compiled.validate_data(&data) {
         return Err(ApiError(Error::InvalidDetails {
             message: "data does not match the workflow's trigger_data_json_schema".into(),
-            problems: problems
-                .into_iter()
-                .map(|p| (format!("data{}", p.path), p.reason))
-                .collect(),
+            problems: problems.into_iter().map(|p| (p.path, p.reason)).collect(),
         }));
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use herald_shard::engine::{
     plan_run, ChannelInfo, CompiledWorkflow, PlannedStatus, PreferenceInputs, ResumePoint,
-    RunInput, RunOutcome, StepResult, StepStatus,
+    RunInput, RunOutcome, StepResult, StepStatus, TriggerFrequency,
 };
 use herald_shard::ids::{make_id, run_id};
 use herald_shard::json_merge::{deep_merge, shallow_merge};
@@ -376,5 +376,12 @@ fn to_run(
         messages,
         resume_at_ms,
         resume_state,
+        once_scope: match ctx.workflow.workflow().trigger_frequency {
+            TriggerFrequency::EveryTrigger => None,
+            TriggerFrequency::OncePerRecipient => Some(String::new()),
+            TriggerFrequency::OncePerRecipientPerTenant => {
+                Some(trigger.tenant.clone().unwrap_or_default())
+            }
+        },
     }
 }

@@ -125,7 +125,8 @@ pub struct WorkflowSettings {
     pub override_preferences: bool,
 }
 
-/// How often one recipient may run this workflow; enforced by the executor, not the planner.
+/// How often one recipient may run this workflow; enforced by `apply` (a run in a scope that
+/// already ran is not recorded), not by the planner.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TriggerFrequency {
     #[default]

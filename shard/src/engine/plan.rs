@@ -665,22 +665,12 @@ fn check_address(
             "recipient has no push tokens for channel `{}`",
             channel.key
         )),
-        ChannelType::Chat => {
-            let webhook = data.and_then(|d| d.get("incoming_webhook")).is_some()
-                || channel
-                    .settings
-                    .get("webhook_url")
-                    .and_then(Value::as_str)
-                    .is_some_and(|u| !u.is_empty());
-            if non_empty("connections") || webhook {
-                Ok(())
-            } else {
-                Err(format!(
-                    "recipient has no chat connection for channel `{}`",
-                    channel.key
-                ))
-            }
-        }
+        // The chat providers send to `connections[]` (access token + channel, or an incoming
+        // webhook entry): without one there is no address.
+        ChannelType::Chat if !non_empty("connections") => Err(format!(
+            "recipient has no chat connection for channel `{}`",
+            channel.key
+        )),
         _ => Ok(()),
     }
 }

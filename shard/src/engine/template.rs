@@ -519,10 +519,15 @@ impl StepTemplate {
                         .push(json!({"type": "button_set", "name": "actions", "buttons": buttons}));
                 }
                 let mut out = Map::new();
-                out.insert("blocks".into(), Value::Array(blocks));
                 if let Some(u) = action_url {
-                    out.insert("action_url".into(), json!(u.render(globals, "action_url")?));
+                    // Knock's feed items carry the URL as a text block named `action_url`.
+                    let url = u.render(globals, "action_url")?;
+                    blocks.push(json!({
+                        "type": "text", "name": "action_url", "content": url, "rendered": url,
+                    }));
+                    out.insert("action_url".into(), json!(url));
                 }
+                out.insert("blocks".into(), Value::Array(blocks));
                 Ok(Value::Object(out))
             }
             StepTemplate::Http {
@@ -1135,6 +1140,8 @@ mod tests {
                         {"name": "primary", "label": "Reply", "action": "/reply/7"},
                         {"name": "secondary", "label": "Mute", "action": "/mute"},
                     ]},
+                    {"type": "text", "name": "action_url", "content": "https://app.test/c/7",
+                     "rendered": "https://app.test/c/7"},
                 ],
                 "action_url": "https://app.test/c/7",
             }))

@@ -204,6 +204,17 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
             inserted_ms = prev.inserted_ms;
         }
         (None, false) => {
+            if let Some(scope) = &run.once_scope {
+                let r = &run.recipient;
+                let marker = key_of(keys::segments(
+                    keys::TAG_ONCE,
+                    &[&run.workflow, &r.collection, &r.id, scope],
+                ))?;
+                if store.get(&marker)?.is_some() {
+                    return Ok(false);
+                }
+                store.put(&marker, &[]);
+            }
             if let Some(u) = &run.identify {
                 if let Err(e) = crate::apply::identify(store, now_ms, u)? {
                     // Checked in `check_run`; a refusal here means the layout check failed.

@@ -46,6 +46,9 @@ pub struct NewRun {
     pub resume_at_ms: Option<u64>,
     /// Opaque resume state for a paused run (JSON), kept on the run row.
     pub resume_state: Option<String>,
+    /// `trigger_frequency` other than every trigger: the scope of "once" (`""` per recipient, the
+    /// tenant id per recipient and tenant). A second run in the same scope is not recorded.
+    pub once_scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

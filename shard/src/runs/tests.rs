@@ -37,6 +37,7 @@ fn run(user: &str, wf_run: &str, messages: Vec<NewMessage>, status: RunStatus) -
         messages,
         resume_at_ms: (status == RunStatus::Paused).then_some(50),
         resume_state: None,
+        once_scope: None,
     }
 }
 
@@ -328,4 +329,35 @@ fn message_lists_page_newest_first() {
         vec![ids[2].clone(), ids[1].clone()]
     );
     assert_eq!(page(Some(ids[1].clone())), vec![ids[0].clone()]);
+}
+
+#[test]
+fn once_scope_records_one_run_per_recipient_and_scope() {
+    let mut s = MemStore::new();
+    let once = |wf_run: &str, scope: &str| NewRun {
+        once_scope: Some(scope.into()),
+        ..run("u1", wf_run, vec![], RunStatus::Completed)
+    };
+    let recorded = cmd(
+        &mut s,
+        1,
+        RunsCommand::Record(vec![once("a", ""), once("b", "")]),
+    );
+    assert_eq!(
+        recorded,
+        RunsReply::Recorded(vec![true, false]),
+        "same batch, same scope"
+    );
+    let other_tenant = cmd(
+        &mut s,
+        2,
+        RunsCommand::Record(vec![once("c", "t1"), once("d", "t1")]),
+    );
+    assert_eq!(other_tenant, RunsReply::Recorded(vec![true, false]));
+    let every = cmd(
+        &mut s,
+        3,
+        RunsCommand::Record(vec![run("u1", "e", vec![], RunStatus::Completed)]),
+    );
+    assert_eq!(every, RunsReply::Recorded(vec![true]));
 }

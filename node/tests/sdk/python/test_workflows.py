@@ -252,3 +252,18 @@ def test_cancel_stops_a_delayed_run(kn: Nodes) -> None:
     assert feed(kn.r, stop)["entries"] == []
     runs = kn.r.workflow_recipient_runs.list(recipient=stop, workflow=key)
     assert [r.status for r in runs.items] == ["cancelled"]
+
+
+def test_once_per_recipient_runs_once(kn: Nodes) -> None:
+    key = f"py-once-{RUN_ID}"
+    push_workflow(
+        kn.w_url,
+        key,
+        {"name": "Once", "trigger_frequency": "once_per_recipient", "steps": [in_app_step("feed", "only once")]},
+    )
+    user = new_id("once")
+    kn.w.workflows.trigger(key, recipients=[user])
+    kn.w.workflows.trigger(key, recipients=[user])
+    assert len(wait_feed(kn.r, user, 1)["entries"]) == 1
+    time.sleep(0.5)
+    assert len(feed(kn.r, user)["entries"]) == 1
