@@ -24,8 +24,11 @@ pub struct MetaView {
 /// A cache of values decoded from stored bytes: an entry is valid while the bytes are equal, so
 /// it never serves stale data.
 struct Decoded<T> {
-    entries: Mutex<std::collections::HashMap<Vec<u8>, (Vec<u8>, Arc<T>)>>,
+    /// Storage key -> (the stored bytes the value was decoded from, the value).
+    entries: Mutex<std::collections::HashMap<Vec<u8>, DecodedEntry<T>>>,
 }
+
+type DecodedEntry<T> = (Vec<u8>, Arc<T>);
 
 impl<T> Default for Decoded<T> {
     fn default() -> Self {
