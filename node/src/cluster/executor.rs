@@ -136,39 +136,36 @@ pub fn now_ms() -> u64 {
 fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, Waiter)> {
     let channels = deps.view.channels();
     let store = ShardStore(&deps.reader);
+    // Evaluate with `version` of `workflow`, compiled (cached), over applied state.
+    let with_workflow =
+        |workflow: &str,
+         version: u64,
+         f: &dyn Fn(&EvalContext<'_>) -> Result<ShardCommand, String>| {
+            let workflow = compiled(deps, workflow, version)?;
+            f(&EvalContext {
+                store: &store,
+                workflow: &workflow,
+                channels: &channels,
+                now_ms,
+            })
+            .map(Some)
+        };
     let mut out = Vec::with_capacity(jobs.len());
     for (work, waiter) in jobs {
         let evaluated = match work {
             Work::Command(c) => Ok(Some(c)),
-            Work::Trigger(trigger) => {
-                compiled(deps, &trigger.workflow, trigger.version).and_then(|workflow| {
-                    let ctx = EvalContext {
-                        store: &store,
-                        workflow: &workflow,
-                        channels: &channels,
-                        now_ms,
-                    };
-                    let runs = evaluate(&ctx, &trigger)?;
-                    Ok(Some(ShardCommand::Runs(RunsCommand::Record(runs))))
-                })
-            }
+            Work::Trigger(t) => with_workflow(&t.workflow, t.version, &|ctx| {
+                Ok(ShardCommand::Runs(RunsCommand::Record(evaluate(ctx, &t)?)))
+            }),
             Work::Resume(run_id) => match herald_shard::runs::load_run(&store, &run_id) {
                 Err(e) => Err(e.to_string()),
                 // Cancelled or already resumed: nothing to do.
                 Ok(run) => match run.filter(|r| r.status == RunStatus::Paused.as_str()) {
                     None => Ok(None),
-                    Some(run) => {
-                        compiled(deps, &run.workflow, run.workflow_version).and_then(|workflow| {
-                            let ctx = EvalContext {
-                                store: &store,
-                                workflow: &workflow,
-                                channels: &channels,
-                                now_ms,
-                            };
-                            let run = evaluate_resume(&ctx, &run)?;
-                            Ok(Some(ShardCommand::Runs(RunsCommand::Resume { run })))
-                        })
-                    }
+                    Some(run) => with_workflow(&run.workflow, run.workflow_version, &|ctx| {
+                        let run = evaluate_resume(ctx, &run)?;
+                        Ok(ShardCommand::Runs(RunsCommand::Resume { run }))
+                    }),
                 },
             },
         };

@@ -94,9 +94,8 @@ impl MetaView {
         self.json(&keys::ca())
     }
 
-    /// Members ordered by id.
-    pub fn members(&self) -> Vec<Member> {
-        let (lo, hi) = keys::member_range();
+    /// Every JSON value in `[lo, hi)` that decodes as `T`, in key order.
+    fn scan_json<T: serde::de::DeserializeOwned>(&self, (lo, hi): (Vec<u8>, Vec<u8>)) -> Vec<T> {
         let rows = self
             .reader
             .scan(&lo, &hi, usize::MAX, false)
@@ -104,6 +103,11 @@ impl MetaView {
         rows.iter()
             .filter_map(|(_, v)| serde_json::from_slice(v).ok())
             .collect()
+    }
+
+    /// Members ordered by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.scan_json(keys::member_range())
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
@@ -116,14 +120,7 @@ impl MetaView {
 
     /// Every record of `table`, ordered by key.
     pub fn records(&self, table: &str) -> Vec<serde_json::Value> {
-        let (lo, hi) = keys::record_range(table);
-        let rows = self
-            .reader
-            .scan(&lo, &hi, usize::MAX, false)
-            .unwrap_or_default();
-        rows.iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .collect()
+        self.scan_json(keys::record_range(table))
     }
 
     /// Every channel, ordered by key.
