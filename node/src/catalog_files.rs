@@ -117,22 +117,12 @@ impl Catalog {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             bail!("nothing pushed; invalid workflows:\n{}", lines.join("\n"));
         }
-        let mut pushed = Vec::new();
-        for (file, key, definition) in read_dir(dir)? {
-            let body = json!({ "workflow": strip(definition, &WORKFLOW_READ_ONLY) });
-            let (status, reply) = self
-                .call(
-                    reqwest::Method::PUT,
-                    &format!("/v1/workflows/{key}"),
-                    Some(&body),
-                )
-                .await?;
-            if status != 200 {
-                bail!("{}: server answered {status}: {reply}", file.display());
-            }
-            pushed.push(key);
-        }
-        Ok(pushed)
+        self.push(
+            dir,
+            "/v1/workflows",
+            |definition| json!({ "workflow": strip(definition, &WORKFLOW_READ_ONLY) }),
+        )
+        .await
     }
 
     /// Write every workflow on the server to `dir/<key>.json`; the keys written.
@@ -142,22 +132,8 @@ impl Catalog {
 
     /// Create or replace every channel of `dir` (`<key>.json`); the keys pushed.
     pub async fn push_channels(&self, dir: &Path) -> Result<Vec<String>> {
-        let mut pushed = Vec::new();
-        for (file, key, channel) in read_dir(dir)? {
-            let body = json!({ "channel": channel });
-            let (status, reply) = self
-                .call(
-                    reqwest::Method::PUT,
-                    &format!("/v1/channels/{key}"),
-                    Some(&body),
-                )
-                .await?;
-            if status != 200 {
-                bail!("{}: server answered {status}: {reply}", file.display());
-            }
-            pushed.push(key);
-        }
-        Ok(pushed)
+        self.push(dir, "/v1/channels", |channel| json!({ "channel": channel }))
+            .await
     }
 
     /// Write every channel (without its settings, which the API never returns) to `dir`.
@@ -168,6 +144,31 @@ impl Catalog {
             &["key", "id", "created_at", "updated_at", "__typename"],
         )
         .await
+    }
+
+    /// PUT every file of `dir` to `<collection>/<key>`, its JSON wrapped by `body`; stops at the
+    /// first answer other than 200. The keys pushed.
+    async fn push(
+        &self,
+        dir: &Path,
+        collection: &str,
+        body: impl Fn(Value) -> Value,
+    ) -> Result<Vec<String>> {
+        let mut pushed = Vec::new();
+        for (file, key, value) in read_dir(dir)? {
+            let (status, reply) = self
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("{collection}/{key}"),
+                    Some(&body(value)),
+                )
+                .await?;
+            if status != 200 {
+                bail!("{}: server answered {status}: {reply}", file.display());
+            }
+            pushed.push(key);
+        }
+        Ok(pushed)
     }
 
     async fn pull(&self, dir: &Path, path: &str, drop: &[&str]) -> Result<Vec<String>> {
