@@ -66,13 +66,24 @@ fn channel(m: &StoredMessage, channels: &[ChannelRecord]) -> Value {
     }
 }
 
-/// The workflow version as Knock's (string) `version_id`.
-fn version_id(m: &StoredMessage) -> String {
-    m.workflow_version.to_string()
+/// Knock's NotificationSource: the workflow step a message came from. Knock's `version_id` is a
+/// string.
+fn source(m: &StoredMessage) -> Value {
+    json!({
+        "__typename": "NotificationSource",
+        "key": m.workflow,
+        "version_id": m.workflow_version.to_string(),
+        "categories": m.categories,
+        "step_ref": m.step_ref,
+    })
 }
 
 /// Knock's Message.
 pub fn message(m: &StoredMessage, channels: &[ChannelRecord]) -> Value {
+    let mut source = source(m);
+    source["type"] = json!("workflow");
+    source["workflow_run_id"] = json!(m.workflow_run_id);
+    source["workflow_recipient_run_id"] = json!(m.run_id);
     json!({
         "__typename": "Message",
         "id": m.id,
@@ -82,16 +93,7 @@ pub fn message(m: &StoredMessage, channels: &[ChannelRecord]) -> Value {
         "actors": m.actors.iter().map(recipient_ref).collect::<Vec<_>>(),
         "tenant": m.tenant,
         "workflow": m.workflow,
-        "source": {
-            "__typename": "NotificationSource",
-            "key": m.workflow,
-            "version_id": version_id(m),
-            "categories": m.categories,
-            "step_ref": m.step_ref,
-            "type": "workflow",
-            "workflow_run_id": m.workflow_run_id,
-            "workflow_recipient_run_id": m.run_id,
-        },
+        "source": source,
         "status": m.status,
         "engagement_statuses": m.engagement_statuses(),
         "seen_at": opt_iso(m.seen_ms),
@@ -254,13 +256,7 @@ pub fn feed_item(m: &StoredMessage, compact: bool) -> Value {
         "id": m.id,
         "inserted_at": iso(m.inserted_ms),
         "updated_at": iso(m.updated_ms),
-        "source": {
-            "__typename": "NotificationSource",
-            "key": m.workflow,
-            "version_id": version_id(m),
-            "categories": m.categories,
-            "step_ref": m.step_ref,
-        },
+        "source": source(m),
         "tenant": m.tenant,
         "data": data,
         "actors": actors,
