@@ -56,7 +56,8 @@ const DELIVERY_STATUSES: &[&str] = &[
     "not_sent",
     "bounced",
 ];
-/// Engagement statuses a filter may name, with their negations.
+/// Engagement statuses a filter may name, with their negations; `link_clicked` stays last (see
+/// `BATCH_ACTIONS`).
 const ENGAGEMENT_STATUSES: &[&str] = &[
     "seen",
     "unseen",
@@ -67,6 +68,9 @@ const ENGAGEMENT_STATUSES: &[&str] = &[
     "interacted",
     "link_clicked",
 ];
+/// Engagement changes a batch request may name: the statuses above but the last, `link_clicked`.
+/// A channel bulk request also takes the aliases `archive` and `unarchive`.
+const BATCH_ACTIONS: &[&str] = ENGAGEMENT_STATUSES.split_last().unwrap().1;
 /// Most metadata keys an `interacted` change may carry.
 const MAX_METADATA_KEYS: usize = 5;
 
@@ -537,16 +541,7 @@ async fn batch(
     KPath(action): KPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    const ACTIONS: &[&str] = &[
-        "seen",
-        "unseen",
-        "read",
-        "unread",
-        "archived",
-        "unarchived",
-        "interacted",
-    ];
-    let Some(c) = change(&action, ACTIONS, &body)? else {
+    let Some(c) = change(&action, BATCH_ACTIONS, &body)? else {
         return Ok(route_not_found().await);
     };
     let ids = validate::id_list("message id", validate::bulk_list(&body, "message_ids")?)?;
@@ -689,22 +684,12 @@ async fn channel_bulk(
     KPath((channel_id, action)): KPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    const ACTIONS: &[&str] = &[
-        "seen",
-        "unseen",
-        "read",
-        "unread",
-        "archived",
-        "unarchived",
-        "interacted",
-        "archive",
-        "unarchive",
-    ];
     let started = bulk::now_ms();
     if action == "delete" {
         return Err(invalid("bulk delete of messages is not supported"));
     }
-    let Some(c) = change(&action, ACTIONS, &body)? else {
+    let actions = [BATCH_ACTIONS, &["archive", "unarchive"]].concat();
+    let Some(c) = change(&action, &actions, &body)? else {
         return Ok(route_not_found().await);
     };
     let channel = b
