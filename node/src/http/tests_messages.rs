@@ -194,6 +194,31 @@ async fn items(h: &Harness, uri: &str) -> Vec<String> {
     item_ids(&ok(h, uri).await, "items")
 }
 
+/// A GET of `uri` must be refused with `status` and Knock's `code`, changing nothing.
+async fn refused_get(h: &Harness, uri: &str, status: StatusCode, code: &str) {
+    h.refused(Method::GET, uri, Body::empty(), status, code)
+        .await;
+}
+
+/// A `method` request to `uri` with the JSON `body` must be refused with `status` and Knock's
+/// `code`, changing nothing.
+async fn refused_json(
+    h: &Harness,
+    method: Method,
+    uri: &str,
+    body: Value,
+    status: StatusCode,
+    code: &str,
+) {
+    h.refused(method, uri, Body::from(body.to_string()), status, code)
+        .await;
+}
+
+/// How many `items` the first page of `uri` holds.
+async fn item_count(h: &Harness, uri: &str) -> usize {
+    items(h, uri).await.len()
+}
+
 /// Follow `page_info.after` to the end; every page but the first names its predecessor.
 async fn all_pages(h: &Harness, uri: &str, list: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -271,10 +296,6 @@ async fn message_lists_filter_and_page_across_shards() {
     assert_eq!(top["page_info"]["before"], Value::Null);
 
     // Filters.
-    let count = |q: String| {
-        let h = &h;
-        async move { items(h, &format!("/v1/messages?{q}")).await.len() }
-    };
     for (q, n) in [
         ("source=digest".to_owned(), 3),
         ("tenant=t1".into(), 3),
@@ -291,7 +312,7 @@ async fn message_lists_filter_and_page_across_shards() {
         ),
         ("engagement_status[]=read".into(), 0),
     ] {
-        assert_eq!(count(q.clone()).await, n, "{q}");
+        assert_eq!(item_count(&h, &format!("/v1/messages?{q}")).await, n, "{q}");
     }
     let q = format!("message_ids[]={}&message_ids[]={}", all[0], all[5]);
     assert_eq!(
@@ -300,9 +321,7 @@ async fn message_lists_filter_and_page_across_shards() {
     );
     let (rid, wr, ids) = &runs[1];
     assert_eq!(
-        items(&h, &format!("/v1/messages?workflow_run_id={wr}"))
-            .await
-            .len(),
+        item_count(&h, &format!("/v1/messages?workflow_run_id={wr}")).await,
         2
     );
     let mut by_run = items(&h, &format!("/v1/messages?workflow_recipient_run_id={rid}")).await;
@@ -310,9 +329,7 @@ async fn message_lists_filter_and_page_across_shards() {
     assert_eq!(&by_run, ids);
     let td = enc(r#"{"n":1,"kind":"x"}"#);
     assert_eq!(
-        items(&h, &format!("/v1/messages?trigger_data={td}"))
-            .await
-            .len(),
+        item_count(&h, &format!("/v1/messages?trigger_data={td}")).await,
         3
     );
 
@@ -369,12 +386,10 @@ async fn message_lists_filter_and_page_across_shards() {
     assert_eq!(mine.len(), 3);
     assert!(mine.iter().all(|id| all.contains(id)));
     assert_eq!(
-        items(&h, &format!("/v1/users/{a}/messages?source=digest"))
-            .await
-            .len(),
+        item_count(&h, &format!("/v1/users/{a}/messages?source=digest")).await,
         0
     );
-    assert_eq!(items(&h, "/v1/users/nobody/messages").await.len(), 0);
+    assert_eq!(item_count(&h, "/v1/users/nobody/messages").await, 0);
     let objs = ok(&h, "/v1/objects/projects/p1/messages").await;
     assert_eq!(item_ids(&objs, "items"), p_ids);
     assert_eq!(
@@ -578,15 +593,8 @@ async fn one_message_its_content_events_logs_and_activities() {
     assert_eq!(act["recipient"]["updated_at"], act["inserted_at"]);
     assert_eq!(act["data"], json!({"name": "Ann"}));
     let td = enc(r#"{"name":"Bob"}"#);
-    assert_eq!(
-        items(
-            &h,
-            &format!("/v1/messages/{feed_id}/activities?trigger_data={td}")
-        )
-        .await
-        .len(),
-        0
-    );
+    let uri = format!("/v1/messages/{feed_id}/activities?trigger_data={td}");
+    assert_eq!(item_count(&h, &uri).await, 0);
 }
 
 #[tokio::test]
@@ -719,15 +727,8 @@ async fn status_changes_keep_feed_counts_exact() {
         ]
     );
     // Message lists see the engagement.
-    assert_eq!(
-        items(
-            &h,
-            &format!("/v1/users/{a}/messages?engagement_status[]=read")
-        )
-        .await
-        .len(),
-        3
-    );
+    let uri = format!("/v1/users/{a}/messages?engagement_status[]=read");
+    assert_eq!(item_count(&h, &uri).await, 3);
 }
 
 #[tokio::test]
@@ -924,14 +925,7 @@ async fn feed_items_modes_filters_and_paging() {
         "/v1/users/ann/feeds/webhook/settings".to_owned(),
         "/v1/users/ann/feeds/nope".to_owned(),
     ] {
-        h.refused(
-            Method::GET,
-            &uri,
-            Body::empty(),
-            StatusCode::NOT_FOUND,
-            "resource_missing",
-        )
-        .await;
+        refused_get(&h, &uri, StatusCode::NOT_FOUND, "resource_missing").await;
     }
 }
 
@@ -1033,7 +1027,6 @@ async fn channel_bulk_updates_recipients_feeds() {
         .await;
     assert_eq!(op["success_count"], 3);
 
-    let body = |v: Value| Body::from(v.to_string());
     let uri = "/v1/channels/in-app/messages/bulk/read";
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     for bad in [
@@ -1047,36 +1040,32 @@ async fn channel_bulk_updates_recipients_feeds() {
         json!({"user_ids": [a], "newer_than": "soon"}),
         json!({"user_ids": [a], "has_tenant": "yes"}),
     ] {
-        h.refused(
-            Method::POST,
-            uri,
-            body(bad),
-            unprocessable,
-            "invalid_params",
-        )
-        .await;
+        refused_json(&h, Method::POST, uri, bad, unprocessable, "invalid_params").await;
     }
     let good = json!({"user_ids": [a]});
-    h.refused(
+    refused_json(
+        &h,
         Method::POST,
         "/v1/channels/in-app/messages/bulk/delete",
-        body(good.clone()),
+        good.clone(),
         unprocessable,
         "invalid_params",
     )
     .await;
-    h.refused(
+    refused_json(
+        &h,
         Method::POST,
         "/v1/channels/webhook/messages/bulk/read",
-        body(good.clone()),
+        good.clone(),
         unprocessable,
         "invalid_params",
     )
     .await;
-    h.refused(
+    refused_json(
+        &h,
         Method::POST,
         "/v1/channels/nope/messages/bulk/read",
-        body(good.clone()),
+        good.clone(),
         StatusCode::NOT_FOUND,
         "resource_missing",
     )
@@ -1269,14 +1258,7 @@ async fn workflow_recipient_runs_list_and_get() {
         format!("/v1/workflow_recipient_runs/{missing}"),
         "/v1/workflow_recipient_runs/nope".into(),
     ] {
-        h.refused(
-            Method::GET,
-            &uri,
-            Body::empty(),
-            StatusCode::NOT_FOUND,
-            "resource_missing",
-        )
-        .await;
+        refused_get(&h, &uri, StatusCode::NOT_FOUND, "resource_missing").await;
     }
     for q in [
         "status[]=bogus",
@@ -1286,10 +1268,9 @@ async fn workflow_recipient_runs_list_and_get() {
         "after=zzz",
         "page_size=0",
     ] {
-        h.refused(
-            Method::GET,
+        refused_get(
+            &h,
             &format!("/v1/workflow_recipient_runs?{q}"),
-            Body::empty(),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_params",
         )
@@ -1325,14 +1306,7 @@ async fn bad_message_requests_are_refused_and_change_nothing() {
         "after=not-a-cursor",
     ] {
         for base in ["/v1/messages", "/v1/users/ann/messages"] {
-            h.refused(
-                Method::GET,
-                &format!("{base}?{q}"),
-                Body::empty(),
-                unprocessable,
-                "invalid_params",
-            )
-            .await;
+            refused_get(&h, &format!("{base}?{q}"), unprocessable, "invalid_params").await;
         }
     }
     for q in [
@@ -1344,65 +1318,52 @@ async fn bad_message_requests_are_refused_and_change_nothing() {
         "before=zz",
     ] {
         let uri = format!("/v1/users/ann/feeds/{FEED}?{q}");
-        h.refused(
-            Method::GET,
-            &uri,
-            Body::empty(),
-            unprocessable,
-            "invalid_params",
-        )
-        .await;
+        refused_get(&h, &uri, unprocessable, "invalid_params").await;
     }
     let unknown = make_id(7, 7, [7; 10]);
     for m in [unknown.as_str(), "nope", "1jNaXzB2RZX3LY8wVQnfCKyPnv7"] {
         for suffix in ["", "/content", "/events", "/delivery_logs", "/activities"] {
-            h.refused(
-                Method::GET,
+            refused_get(
+                &h,
                 &format!("/v1/messages/{m}{suffix}"),
+                StatusCode::NOT_FOUND,
+                "resource_missing",
+            )
+            .await;
+        }
+        for method in [Method::PUT, Method::DELETE] {
+            h.refused(
+                method,
+                &format!("/v1/messages/{m}/read"),
                 Body::empty(),
                 StatusCode::NOT_FOUND,
                 "resource_missing",
             )
             .await;
         }
-        h.refused(
-            Method::PUT,
-            &format!("/v1/messages/{m}/read"),
-            Body::empty(),
-            StatusCode::NOT_FOUND,
-            "resource_missing",
-        )
-        .await;
-        h.refused(
-            Method::DELETE,
-            &format!("/v1/messages/{m}/read"),
-            Body::empty(),
-            StatusCode::NOT_FOUND,
-            "resource_missing",
-        )
-        .await;
     }
-    let body = |v: Value| Body::from(v.to_string());
     for meta in [
         json!({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}),
         json!({"a": {"b": 1}}),
         json!("x"),
     ] {
         let b = json!({"metadata": meta});
-        h.refused(
+        refused_json(
+            &h,
             Method::PUT,
             &format!("/v1/messages/{id}/interacted"),
-            body(b.clone()),
+            b.clone(),
             unprocessable,
             "invalid_params",
         )
         .await;
         let mut b = b;
         b["message_ids"] = json!([id]);
-        h.refused(
+        refused_json(
+            &h,
             Method::POST,
             "/v1/messages/batch/interacted",
-            body(b),
+            b,
             unprocessable,
             "invalid_params",
         )
@@ -1414,10 +1375,11 @@ async fn bad_message_requests_are_refused_and_change_nothing() {
         json!({"message_ids": [1]}),
         json!({"message_ids": id}),
     ] {
-        h.refused(
+        refused_json(
+            &h,
             Method::POST,
             "/v1/messages/batch/read",
-            body(b),
+            b,
             unprocessable,
             "invalid_params",
         )
@@ -1431,10 +1393,9 @@ async fn bad_message_requests_are_refused_and_change_nothing() {
         "invalid_json",
     )
     .await;
-    h.refused(
-        Method::GET,
+    refused_get(
+        &h,
         "/v1/messages/batch/content",
-        Body::empty(),
         unprocessable,
         "invalid_params",
     )
