@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_one, TestServer};
+use common::{run_spawned, spawn_scenario, TestServer};
 use herald_loadtest::{LoadModel, ScenarioKind};
 use hyper::StatusCode;
 use serde_json::Value;
@@ -64,20 +64,7 @@ async fn trigger_pushes_a_workflow_then_triggers_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_against_a_real_node() {
-    let mut config = spawn_one(100.0, Duration::from_secs(3));
-    config.scenario = ScenarioKind::Trigger;
-    config.users = 1000;
-    let report = herald_loadtest::run(config, CancellationToken::new())
-        .await
-        .unwrap();
-    eprintln!("{}", report.render_table());
-    let s = &report.summary;
-    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
-    assert!(
-        (280..=310).contains(&s.successes),
-        "successes {}",
-        s.successes
-    );
-    assert!(s.latency_ms.p50 > 0.0);
+    let report = run_spawned(spawn_scenario(ScenarioKind::Trigger)).await;
+    assert!(report.summary.latency_ms.p50 > 0.0);
     assert!(report.deliveries.is_none());
 }

@@ -5,31 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::spawn_one;
+use common::{run_spawned, spawn_scenario};
 use herald_loadtest::deliveries::DrainEnd;
 use herald_loadtest::ScenarioKind;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_deliveries_match_acknowledged_triggers() {
     let out = tempfile::tempdir().unwrap();
-    let mut config = spawn_one(100.0, Duration::from_secs(3));
-    config.scenario = ScenarioKind::Webhook;
-    config.users = 1000;
+    let mut config = spawn_scenario(ScenarioKind::Webhook);
     config.drain = Duration::from_secs(10);
     config.out = Some(out.path().join("report.json"));
-    let report = herald_loadtest::run(config, CancellationToken::new())
-        .await
-        .unwrap();
-    eprintln!("{}", report.render_table());
+    let report = run_spawned(config).await;
 
     let s = &report.summary;
-    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
-    assert!(
-        (280..=310).contains(&s.successes),
-        "successes {}",
-        s.successes
-    );
     let d = report
         .deliveries
         .as_ref()

@@ -18,8 +18,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use herald_loadtest::{Config, LoadModel, Progress, Target, Targets};
+use herald_loadtest::{Config, LoadModel, Progress, Report, ScenarioKind, Target, Targets};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -157,4 +158,29 @@ pub fn spawn_one(rate: f64, duration: Duration) -> Config {
     config.duration = duration;
     config.progress = Progress::Off;
     config
+}
+
+/// `scenario` at 100 requests/s for 3 s over 1000 users, against a local 1-node Herald.
+pub fn spawn_scenario(scenario: ScenarioKind) -> Config {
+    let mut config = spawn_one(100.0, Duration::from_secs(3));
+    config.scenario = scenario;
+    config.users = 1000;
+    config
+}
+
+/// Runs a [`spawn_scenario`] config and prints its table; checks that no request failed and that
+/// about 300 (3 s at 100/s) succeeded.
+pub async fn run_spawned(config: Config) -> Report {
+    let report = herald_loadtest::run(config, CancellationToken::new())
+        .await
+        .unwrap();
+    eprintln!("{}", report.render_table());
+    let s = &report.summary;
+    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
+    assert!(
+        (280..=310).contains(&s.successes),
+        "successes {}",
+        s.successes
+    );
+    report
 }
