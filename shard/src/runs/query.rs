@@ -77,14 +77,16 @@ pub(super) fn scan_keys(
     Ok(out)
 }
 
-/// Walk ids under `prefix` newest first, keeping the messages that pass `filter`, until `limit`.
-fn page_messages(
+/// Walk the keys under `prefix` newest first, within `page`'s cursors, until `page.limit` rows
+/// are kept. `id_of` reads a key's id (`None` skips the key); `load` returns the id's row if it
+/// is kept.
+fn page_newest_first<T>(
     store: &dyn StoreRead,
     prefix: &[u8],
-    skip_segments: usize,
-    filter: &MessageFilter,
     page: &Page,
-) -> Result<Vec<StoredMessage>> {
+    id_of: impl Fn(&[u8]) -> Option<String>,
+    load: impl Fn(&str) -> Result<Option<T>>,
+) -> Result<Vec<T>> {
     let limit = page.limit.max(1) as usize;
     let mut out = Vec::new();
     let mut older = page.older_than.clone();
@@ -98,26 +100,39 @@ fn page_messages(
         )?;
         let exhausted = keys.len() < CHUNK;
         for key in keys {
-            let id = if skip_segments == 0 {
-                keys::decode_single(TAG_MESSAGE, &key)
-            } else {
-                keys::last_segment(&key, skip_segments)
-            };
-            let Some(id) = id else { continue };
-            older = Some(id.clone());
-            if let Some(m) = load_message(store, &id)? {
-                if matches(&m, filter) {
-                    out.push(m);
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
+            let Some(id) = id_of(&key) else { continue };
+            if let Some(row) = load(&id)? {
+                out.push(row);
+                if out.len() == limit {
+                    return Ok(out);
                 }
             }
+            older = Some(id);
         }
         if exhausted {
             return Ok(out);
         }
     }
+}
+
+/// Walk ids under `prefix` newest first, keeping the messages that pass `filter`, until `limit`.
+fn page_messages(
+    store: &dyn StoreRead,
+    prefix: &[u8],
+    skip_segments: usize,
+    filter: &MessageFilter,
+    page: &Page,
+) -> Result<Vec<StoredMessage>> {
+    let id_of = |key: &[u8]| {
+        if skip_segments == 0 {
+            keys::decode_single(TAG_MESSAGE, key)
+        } else {
+            keys::last_segment(key, skip_segments)
+        }
+    };
+    page_newest_first(store, prefix, page, id_of, |id| {
+        Ok(load_message(store, id)?.filter(|m| matches(m, filter)))
+    })
 }
 
 /// Whether a message passes every filter.
@@ -233,37 +248,11 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
         RunsQuery::Events(id) => RunsReply::Rows(rows(store, keys::TAG_MESSAGE_EVENT, id)?),
         RunsQuery::Run(id) => RunsReply::Json(load_run(store, id)?.map(|r| to_json(&r))),
         RunsQuery::Runs { filter, page } => {
-            let limit = page.limit.max(1) as usize;
-            let mut out = Vec::new();
-            let mut older = page.older_than.clone();
-            'scan: loop {
-                let keys = scan_keys(
-                    store,
-                    &[TAG_RUN],
-                    page.newer_than.as_deref(),
-                    older.as_deref(),
-                    CHUNK,
-                )?;
-                let exhausted = keys.len() < CHUNK;
-                for key in keys {
-                    let Some(id) = keys::decode_single(TAG_RUN, &key) else {
-                        continue;
-                    };
-                    older = Some(id.clone());
-                    if let Some(run) = load_run(store, &id)? {
-                        if run_matches(&run, filter) {
-                            out.push(to_json(&run));
-                            if out.len() == limit {
-                                break 'scan;
-                            }
-                        }
-                    }
-                }
-                if exhausted {
-                    break;
-                }
-            }
-            RunsReply::Runs(out)
+            let id_of = |key: &[u8]| keys::decode_single(TAG_RUN, key);
+            let found = page_newest_first(store, &[TAG_RUN], page, id_of, |id| {
+                Ok(load_run(store, id)?.filter(|r| run_matches(r, filter)))
+            })?;
+            RunsReply::Runs(found.iter().map(to_json).collect())
         }
     };
     Ok(ShardReply::Runs(reply))
