@@ -33,9 +33,11 @@ def spread_users() -> List[str]:
     return users or [new_id(f"spread-{i}") for i in range(4)]
 
 
-def push_workflow(url: str, key: str, workflow: Dict[str, Any]) -> Dict[str, Any]:
+def push_workflow(kn: Nodes, name: str, workflow: Dict[str, Any]) -> str:
+    """Upsert `workflow` through the management API under a key of this run; the key."""
+    key = f"py-{name}-{RUN_ID}"
     r = httpx.put(
-        f"{url}/v1/workflows/{key}",
+        f"{kn.w_url}/v1/workflows/{key}",
         params={"environment": "development"},
         json={"workflow": workflow},
         headers={"Authorization": f"Bearer {_service_token()}"},
@@ -44,7 +46,7 @@ def push_workflow(url: str, key: str, workflow: Dict[str, Any]) -> Dict[str, Any
     assert r.status_code == 200, r.text
     body = r.json()["workflow"]
     assert body["key"] == key and body["active"] is True and body["valid"] is True
-    return body
+    return key
 
 
 def in_app_step(ref: str, body: str, conditions: Any = None) -> Dict[str, Any]:
@@ -79,10 +81,9 @@ def wait_feed(client: knockapi.Knock, user: str, count: int, **params: Any) -> D
 
 
 def test_triggered_messages_reach_feeds_with_rendered_liquid_and_exact_counts(kn: Nodes) -> None:
-    key = f"py-comment-{RUN_ID}"
-    push_workflow(
-        kn.w_url,
-        key,
+    key = push_workflow(
+        kn,
+        "comment",
         {
             "name": "New comment",
             "categories": ["social"],
@@ -127,10 +128,9 @@ def test_triggered_messages_reach_feeds_with_rendered_liquid_and_exact_counts(kn
 
 
 def test_preferences_block_opted_out_users(kn: Nodes) -> None:
-    key = f"py-promo-{RUN_ID}"
-    push_workflow(
-        kn.w_url,
-        key,
+    key = push_workflow(
+        kn,
+        "promo",
         {"name": "Promo", "categories": ["marketing"], "steps": [in_app_step("feed", "Sale!")]},
     )
     tenant = new_id("tenant")
@@ -154,10 +154,9 @@ def test_preferences_block_opted_out_users(kn: Nodes) -> None:
 
 
 def test_step_conditions_pick_the_right_steps(kn: Nodes) -> None:
-    key = f"py-cond-{RUN_ID}"
-    push_workflow(
-        kn.w_url,
-        key,
+    key = push_workflow(
+        kn,
+        "cond",
         {
             "name": "Conditions",
             "steps": [
@@ -194,8 +193,7 @@ def test_step_conditions_pick_the_right_steps(kn: Nodes) -> None:
 
 
 def test_idempotency_key_replays_the_first_run(kn: Nodes) -> None:
-    key = f"py-idem-{RUN_ID}"
-    push_workflow(kn.w_url, key, {"name": "Idem", "steps": [in_app_step("feed", "once")]})
+    key = push_workflow(kn, "idem", {"name": "Idem", "steps": [in_app_step("feed", "once")]})
     user = new_id("idem")
     idem = f"idem-{uuid.uuid4()}"
     first = kn.w.workflows.with_raw_response.trigger(
@@ -217,8 +215,7 @@ def test_missing_and_inactive_workflows_are_refused(kn: Nodes) -> None:
     with pytest.raises(knockapi.NotFoundError) as missing:
         kn.w.workflows.trigger(f"py-missing-{RUN_ID}", recipients=["u"])
     assert missing.value.body["code"] == "workflow_missing"
-    key = f"py-inactive-{RUN_ID}"
-    push_workflow(kn.w_url, key, {"name": "Inactive", "steps": [in_app_step("feed", "x")]})
+    key = push_workflow(kn, "inactive", {"name": "Inactive", "steps": [in_app_step("feed", "x")]})
     r = httpx.put(
         f"{kn.w_url}/v1/workflows/{key}/activate",
         json={"status": False},
@@ -231,10 +228,9 @@ def test_missing_and_inactive_workflows_are_refused(kn: Nodes) -> None:
 
 
 def test_cancel_stops_a_delayed_run(kn: Nodes) -> None:
-    key = f"py-cancel-{RUN_ID}"
-    push_workflow(
-        kn.w_url,
-        key,
+    key = push_workflow(
+        kn,
+        "cancel",
         {
             "name": "Delayed",
             "steps": [
@@ -255,10 +251,9 @@ def test_cancel_stops_a_delayed_run(kn: Nodes) -> None:
 
 
 def test_once_per_recipient_runs_once(kn: Nodes) -> None:
-    key = f"py-once-{RUN_ID}"
-    push_workflow(
-        kn.w_url,
-        key,
+    key = push_workflow(
+        kn,
+        "once",
         {"name": "Once", "trigger_frequency": "once_per_recipient", "steps": [in_app_step("feed", "only once")]},
     )
     user = new_id("once")
