@@ -35,6 +35,9 @@ type AppState = Arc<dyn Backend>;
 
 /// Most recipients in one trigger (Knock's limit).
 pub const MAX_TRIGGER_RECIPIENTS: usize = 1000;
+/// Trigger data is copied into every recipient's run and messages: `data` size × recipients is
+/// bounded so one request cannot make the shards log and store gigabytes.
+pub const MAX_DATA_FANOUT_BYTES: usize = 32 << 20;
 /// How long an Idempotency-Key is remembered.
 const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -243,6 +246,14 @@ async fn trigger(
             )))
         })?;
     let data = Value::Object(parsed.data.clone());
+    let data_bytes = data.to_string().len();
+    if data_bytes.saturating_mul(parsed.recipients.len()) > MAX_DATA_FANOUT_BYTES {
+        return Err(invalid(format!(
+            "data ({data_bytes} bytes) times {} recipients exceeds {MAX_DATA_FANOUT_BYTES} bytes; \
+             send fewer recipients per trigger",
+            parsed.recipients.len()
+        )));
+    }
     if let Err(problems) = compiled.validate_data(&data) {
         return Err(ApiError(Error::InvalidDetails {
             message: "data does not match the workflow's trigger_data_json_schema".into(),

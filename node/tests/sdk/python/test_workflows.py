@@ -262,3 +262,13 @@ def test_once_per_recipient_runs_once(kn: Nodes) -> None:
     assert len(wait_feed(kn.r, user, 1)["entries"]) == 1
     time.sleep(0.5)
     assert len(feed(kn.r, user)["entries"]) == 1
+
+
+def test_data_times_recipients_is_bounded(kn: Nodes) -> None:
+    key = push_workflow(kn, "fanout", {"name": "Fanout", "steps": [in_app_step("feed", "x")]})
+    users = [new_id(f"fan-{i}") for i in range(1000)]
+    with pytest.raises(knockapi.UnprocessableEntityError) as refused:
+        kn.w.workflows.trigger(key, recipients=users, data={"blob": "x" * 40_000})
+    assert refused.value.body["code"] == "invalid_params"
+    assert "recipients" in refused.value.body["message"]
+    assert feed(kn.r, users[0])["entries"] == []
