@@ -320,11 +320,31 @@ impl HttpClients {
 
 struct Entry {
     provider: Arc<dyn Provider>,
-    breaker: Mutex<CircuitBreaker>,
+    /// One breaker per destination ([`breaker_key`]).
+    breakers: Mutex<BTreeMap<String, CircuitBreaker>>,
 }
 
-/// All providers, sharing one HTTP client (pooled, HTTP/2 capable) and one circuit breaker per
-/// provider name.
+/// What one circuit breaker guards: the provider, or for webhooks each destination host (one
+/// customer's dead endpoint must not stop every other webhook).
+fn breaker_key(out: &Outgoing) -> String {
+    if out.provider != "webhook" {
+        return String::new();
+    }
+    let url = out
+        .content
+        .get("url")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// All providers, sharing one HTTP client (pooled, HTTP/2 capable), with a circuit breaker per
+/// provider (per destination host for webhooks).
 pub struct Providers {
     entries: BTreeMap<String, Entry>,
     config: ProvidersConfig,
@@ -371,17 +391,13 @@ impl Providers {
         Ok(providers)
     }
 
-    /// Add or replace a provider under `name`, with a fresh breaker.
+    /// Add or replace a provider under `name`, with fresh breakers.
     pub fn register(&mut self, name: impl Into<String>, provider: Arc<dyn Provider>) {
-        let breaker = CircuitBreaker::new(
-            self.config.breaker_failure_threshold,
-            Duration::from_millis(self.config.breaker_cool_down_ms),
-        );
         self.entries.insert(
             name.into(),
             Entry {
                 provider,
-                breaker: Mutex::new(breaker),
+                breakers: Mutex::default(),
             },
         );
     }
@@ -400,19 +416,38 @@ impl Providers {
         let Some(entry) = self.entries.get(&out.provider) else {
             return Attempt::failed(format!("unknown provider {}", out.provider));
         };
-        // A poisoned lock only means another send panicked mid-update; the breaker stays usable.
-        let lock = || entry.breaker.lock().unwrap_or_else(PoisonError::into_inner);
-        if !lock().try_acquire(Instant::now()) {
+        let key = breaker_key(out);
+        let (threshold, cool_down) = (
+            self.config.breaker_failure_threshold,
+            Duration::from_millis(self.config.breaker_cool_down_ms),
+        );
+        // A poisoned lock only means another send panicked mid-update; the breakers stay usable.
+        let with_breaker = |f: &mut dyn FnMut(&mut CircuitBreaker) -> bool| {
+            let mut breakers = entry
+                .breakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let breaker = breakers
+                .entry(key.clone())
+                .or_insert_with(|| CircuitBreaker::new(threshold, cool_down));
+            f(breaker)
+        };
+        if !with_breaker(&mut |b| b.try_acquire(Instant::now())) {
             return Attempt {
                 outcome: Outcome::Retryable("circuit open".into()),
                 logs: Vec::new(),
             };
         }
         let attempt = entry.provider.send(out).await;
-        match attempt.outcome {
-            Outcome::Retryable(_) => lock().record_failure(Instant::now()),
-            _ => lock().record_success(),
-        }
+        let failed = matches!(attempt.outcome, Outcome::Retryable(_));
+        with_breaker(&mut |b| {
+            if failed {
+                b.record_failure(Instant::now());
+            } else {
+                b.record_success();
+            }
+            true
+        });
         attempt
     }
 }

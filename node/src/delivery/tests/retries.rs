@@ -76,6 +76,19 @@ async fn a_dead_provider_trips_the_breaker_which_probes_after_the_cool_down() {
     let attempt = providers.send(&out).await;
     assert_eq!(attempt.outcome, Outcome::Retryable("circuit open".into()));
 
+    // Webhook breakers are per destination host: another host is unaffected.
+    let elsewhere = Fake::start(|_| text_reply(200, "ok")).await;
+    let mut other_host = webhook_to(&elsewhere);
+    let url = other_host.content["url"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1", "localhost");
+    other_host.content["url"] = json!(url);
+    assert_eq!(
+        providers.send(&other_host).await.outcome,
+        Outcome::Delivered
+    );
+
     // Breakers are per provider: another provider is unaffected.
     let other = outgoing("sendgrid", "email", json!({}), json!({}), None);
     assert!(matches!(
