@@ -266,6 +266,30 @@ async fn failing_receivers_are_retried_then_given_up() {
         logs.body
     );
     assert_eq!(sink.received.lock().unwrap()["down"].len(), 8);
+
+    // The node that took the triggers counts them; the shard leaders count runs, messages and
+    // delivery attempts by outcome.
+    let mut all = String::new();
+    for n in &nodes {
+        all += &reqwest::get(format!("{}/metrics", n.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    for name in [
+        "herald_triggers_total{workflow=\"flaky\"}",
+        "herald_runs_total",
+        "herald_messages_total{channel_type=\"http\",status=\"queued\"}",
+        "herald_delivery_attempts_total{provider=\"webhook\",outcome=\"retry\"}",
+        "herald_delivery_attempts_total{provider=\"webhook\",outcome=\"undelivered\"}",
+        "herald_provider_latency_seconds",
+        "herald_executor_queue_depth",
+        "herald_proposal_batch_commands",
+    ] {
+        assert!(all.contains(name), "{name} missing from /metrics:\n{all}");
+    }
 }
 
 fn herald_cli(args: &[&str], addr: &str) -> std::process::Output {
