@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::state_machines::ShardStore;
+use crate::backend::ChannelRecord;
 use crate::codec;
 use crate::meta::MetaView;
 use crate::metrics as m;
@@ -86,11 +87,32 @@ impl Wakeups {
     }
 }
 
+/// The channel list as of a meta applied index, reloaded only when meta applied more entries.
+#[derive(Default)]
+pub struct ChannelCache {
+    at: Option<Option<openraft::LogId<u64>>>,
+    channels: Arc<Vec<ChannelRecord>>,
+}
+
+impl ChannelCache {
+    fn get(&mut self, deps: &EvalDeps) -> Arc<Vec<ChannelRecord>> {
+        // Read the index before the list: a list read later is at least as new as the index.
+        let applied = deps.meta.metrics().borrow().last_applied;
+        if self.at != Some(applied) {
+            self.channels = Arc::new(deps.view.channels());
+            self.at = Some(applied);
+        }
+        self.channels.clone()
+    }
+}
+
 /// What trigger evaluation reads: the shard's applied state and the catalog.
 #[derive(Clone)]
 pub struct EvalDeps {
     pub reader: GroupReader,
     pub view: MetaView,
+    /// The meta group: its applied index tells when the channel list may have changed.
+    pub meta: Raft,
     pub cache: Arc<WorkflowCache>,
     /// Wakes this shard's dispatcher and timer loop when an entry added work for them.
     pub wakeups: Arc<Wakeups>,
@@ -133,8 +155,19 @@ pub fn now_ms() -> u64 {
 /// Turn queued work into commands: triggers are evaluated here, against applied state (nothing of
 /// this batch is applied yet, and the previous entry is). A trigger that cannot be evaluated is
 /// answered at once and left out of the entry.
-fn prepare(deps: &EvalDeps, now_ms: u64, jobs: Vec<Job>) -> Vec<(ShardCommand, Waiter)> {
-    let channels = deps.view.channels();
+fn prepare(
+    deps: &EvalDeps,
+    channel_cache: &mut ChannelCache,
+    now_ms: u64,
+    jobs: Vec<Job>,
+) -> Vec<(ShardCommand, Waiter)> {
+    // Only batches that evaluate need the channels (a batch of identifies does not).
+    let evaluates = jobs.iter().any(|(w, _)| !matches!(w, Work::Command(_)));
+    let channels = if evaluates {
+        channel_cache.get(deps)
+    } else {
+        Arc::default()
+    };
     let store = ShardStore(&deps.reader);
     // Evaluate with `version` of `workflow`, compiled (cached), over applied state.
     let with_workflow =
@@ -198,6 +231,7 @@ fn compiled(
 }
 
 async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>) {
+    let mut channel_cache = ChannelCache::default();
     let shard_label = shard.to_string();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -209,7 +243,7 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
         }
         metrics::gauge!(m::EXECUTOR_QUEUE, "shard" => shard_label.clone()).set(rx.len() as f64);
         let now = now_ms();
-        let jobs = prepare(&deps, now, jobs);
+        let jobs = prepare(&deps, &mut channel_cache, now, jobs);
         if jobs.is_empty() {
             continue;
         }

@@ -255,6 +255,7 @@ impl Cluster {
                 let deps = EvalDeps {
                     reader: g.reader.clone(),
                     view: self.inner.view.clone(),
+                    meta: self.inner.meta.raft.clone(),
                     cache: self.inner.workflows.clone(),
                     wakeups: self.wakeups(shard),
                 };
