@@ -26,8 +26,6 @@ pub const PROVIDER_LATENCY: &str = "herald_provider_latency_seconds";
 pub const EXECUTOR_QUEUE: &str = "herald_executor_queue_depth";
 /// Gauge: messages due or in flight in a shard leader's dispatcher, by `shard`.
 pub const OUTBOX_DUE: &str = "herald_outbox_due";
-/// Counter: HTTP responses, by `status`.
-pub const HTTP_RESPONSES: &str = "herald_http_responses_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -233,6 +233,9 @@ fn compiled(
 async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>) {
     let mut channel_cache = ChannelCache::default();
     let shard_label = shard.to_string();
+    // Registered once: a labelled lookup per entry shows up on the hot path.
+    let queue_depth = metrics::gauge!(m::EXECUTOR_QUEUE, "shard" => shard_label.clone());
+    let batch_size = metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label);
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -241,14 +244,13 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
                 Err(_) => break,
             }
         }
-        metrics::gauge!(m::EXECUTOR_QUEUE, "shard" => shard_label.clone()).set(rx.len() as f64);
+        queue_depth.set(rx.len() as f64);
         let now = now_ms();
         let jobs = prepare(&deps, &mut channel_cache, now, jobs);
         if jobs.is_empty() {
             continue;
         }
-        metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label.clone())
-            .record(jobs.len() as f64);
+        batch_size.record(jobs.len() as f64);
         let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let entry = ShardEntry { now_ms: now, cmds };
         let outcome = propose(&raft, &entry).await;
