@@ -75,7 +75,7 @@ pub struct RunStep {
     pub step_type: String,
     /// `ok`, `skipped` or `error`.
     pub status: String,
-    /// Event name, e.g. `message_created`, `step_skipped_conditions`, `template_error`.
+    /// Event name, e.g. `message_created`, `step_conditions_not_met`, `template_error`.
     pub event: String,
     /// Details (JSON object): reason, error, message id, branch.
     pub data: String,
