@@ -217,7 +217,7 @@ fn prepare(cmd: &ShardCommand) -> Check<Prepared> {
 // ---------------------------------------------------------------------------------------------
 // Row access.
 
-fn key_or_corrupt(k: Option<Vec<u8>>) -> Result<Vec<u8>> {
+pub(crate) fn key_or_corrupt(k: Option<Vec<u8>>) -> Result<Vec<u8>> {
     // Unreachable after `prepare`/`validate` (names are bounded well below the segment limit).
     k.ok_or_else(|| Error::Corrupt("key segment too long".into()))
 }
@@ -232,7 +232,7 @@ fn load_recipient(store: &dyn StoreRead, r: &RecipientRef) -> Result<Option<Stor
     }
 }
 
-fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing maps of `Value`s to a Vec cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
 }

@@ -324,10 +324,8 @@ fn missing(id: &str) -> ApiError {
 async fn load(b: &AppState, id: &str) -> ApiResult<StoredMessage> {
     let shard = b.shard_for_id(id).ok_or_else(|| missing(id))?;
     match runs_read(b, shard, RunsQuery::Message(id.to_owned())).await? {
-        RunsReply::Message(Some(row)) | RunsReply::Json(Some(row)) => {
-            Ok(parse_rows(&[row])?.remove(0))
-        }
-        RunsReply::Message(None) | RunsReply::Json(None) => Err(missing(id)),
+        RunsReply::Message(Some(row)) => Ok(parse_rows(&[row])?.remove(0)),
+        RunsReply::Message(None) => Err(missing(id)),
         other => Err(unexpected_runs(other)),
     }
 }

@@ -4,8 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::model::*;
-use super::query::{load_message, load_run, matches, scan_keys};
+use super::query::{load_message, load_run, matches, scan_keys, to_json};
 use super::{RunsCommand, RunsReply};
+use crate::apply::{encode_json, key_or_corrupt};
 use crate::error::{Error, Result};
 use crate::keys::{self, TAG_CANCEL_INDEX, TAG_FEED, TAG_FEED_COUNTS, TAG_IDEMPOTENCY};
 use crate::model::RecipientRef;
@@ -16,20 +17,22 @@ use crate::ShardReply;
 pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<ShardReply> {
     let reply = match cmd {
         RunsCommand::Record(runs) => {
-            if let Err(e) = runs.iter().try_for_each(check_run) {
-                return Ok(ShardReply::Invalid(e));
-            }
+            let parsed = match runs.iter().map(check_run).collect::<Check<Vec<_>>>() {
+                Ok(p) => p,
+                Err(e) => return Ok(ShardReply::Invalid(e)),
+            };
             let mut created = Vec::with_capacity(runs.len());
-            for run in runs {
-                created.push(record(store, now_ms, run, false)?);
+            for (run, docs) in runs.iter().zip(parsed) {
+                created.push(record(store, now_ms, run, docs, false)?);
             }
             RunsReply::Recorded(created)
         }
         RunsCommand::Resume { run } => {
-            if let Err(e) = check_run(run) {
-                return Ok(ShardReply::Invalid(e));
-            }
-            RunsReply::Recorded(vec![record(store, now_ms, run, true)?])
+            let docs = match check_run(run) {
+                Ok(d) => d,
+                Err(e) => return Ok(ShardReply::Invalid(e)),
+            };
+            RunsReply::Recorded(vec![record(store, now_ms, run, docs, true)?])
         }
         RunsCommand::ClaimIdempotency {
             key,
@@ -37,7 +40,7 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<Sh
             workflow_run_id,
             expires_ms,
         } => {
-            let k = key_of(keys::single(TAG_IDEMPOTENCY, key))?;
+            let k = key_or_corrupt(keys::single(TAG_IDEMPOTENCY, key))?;
             if let Some(raw) = store.get(&k)? {
                 let rec: IdempotencyRecord = decode(&raw, "idempotency record")?;
                 if rec.expires_ms > now_ms {
@@ -57,7 +60,7 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<Sh
                 workflow_run_id: workflow_run_id.clone(),
                 expires_ms: *expires_ms,
             };
-            store.put(&k, &encode(&rec));
+            store.put(&k, &encode_json(&rec));
             RunsReply::Idempotency {
                 workflow_run_id: workflow_run_id.clone(),
                 replayed: false,
@@ -90,7 +93,7 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<Sh
             let mut out = Vec::new();
             for id in message_ids {
                 if let Some(m) = engage(store, now_ms, id, &change)? {
-                    out.push(String::from_utf8(encode(&m)).unwrap_or_default());
+                    out.push(to_json(&m));
                 }
             }
             RunsReply::Messages(out)
@@ -107,7 +110,7 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<Sh
             let Some(r) = &filter.recipient else {
                 return Ok(ShardReply::Invalid("a recipient is required".into()));
             };
-            let prefix = key_of(keys::segments(
+            let prefix = key_or_corrupt(keys::segments(
                 TAG_FEED,
                 &[&r.collection, &r.id, channel_id],
             ))?;
@@ -129,50 +132,65 @@ pub fn apply(store: &mut dyn Store, now_ms: u64, cmd: &RunsCommand) -> Result<Sh
     Ok(ShardReply::Runs(reply))
 }
 
-fn key_of(k: Option<Vec<u8>>) -> Result<Vec<u8>> {
-    k.ok_or_else(|| Error::Corrupt("key segment too long".into()))
-}
-
-pub(super) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    // Plain structs of strings, numbers and `Value`s: serializing cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
 pub(super) fn decode<T: serde::de::DeserializeOwned>(raw: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(raw).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
-fn parse_json(what: &str, s: &str) -> std::result::Result<Value, String> {
+/// A validation outcome: the message of an `Invalid` reply on failure.
+type Check<T> = std::result::Result<T, String>;
+
+fn parse_json(what: &str, s: &str) -> Check<Value> {
     serde_json::from_str(s).map_err(|e| format!("{what} is not valid JSON: {e}"))
 }
 
-/// Everything `record` parses, checked before any write.
-fn check_run(run: &NewRun) -> std::result::Result<(), String> {
+/// A run's JSON documents, parsed once by [`check_run`] and written by [`record`].
+struct RunDocs {
+    data: Value,
+    resume_state: Option<Value>,
+    /// One per step, in order.
+    step_data: Vec<Value>,
+    /// `(content, recipient snapshot)` per message, in order.
+    messages: Vec<(Value, Value)>,
+}
+
+/// Check everything `record` needs before any write, parsing each document once.
+fn check_run(run: &NewRun) -> Check<RunDocs> {
     run.recipient.validate()?;
     for id in std::iter::once(&run.run_id).chain(run.messages.iter().map(|m| &m.id)) {
         if crate::ids::slot_of_id(id).is_none() {
             return Err(format!("`{id}` is not a Herald id"));
         }
     }
-    parse_json("run data", &run.data)?;
-    if let Some(s) = &run.resume_state {
-        parse_json("resume state", s)?;
-    }
-    for step in &run.steps {
-        parse_json("step data", &step.data)?;
-    }
-    for m in &run.messages {
-        parse_json("message content", &m.content)?;
-        parse_json("recipient snapshot", &m.recipient_snapshot)?;
-    }
     if let Some(u) = &run.identify {
         u.recipient.validate()?;
         parse_json("identify properties", &u.properties)?;
     }
-    Ok(())
+    Ok(RunDocs {
+        data: parse_json("run data", &run.data)?,
+        resume_state: run
+            .resume_state
+            .as_deref()
+            .map(|s| parse_json("resume state", s))
+            .transpose()?,
+        step_data: run
+            .steps
+            .iter()
+            .map(|step| parse_json("step data", &step.data))
+            .collect::<Check<_>>()?,
+        messages: run
+            .messages
+            .iter()
+            .map(|m| {
+                Ok((
+                    parse_json("message content", &m.content)?,
+                    parse_json("recipient snapshot", &m.recipient_snapshot)?,
+                ))
+            })
+            .collect::<Check<_>>()?,
+    })
 }
 
-fn check_engagement(change: &Engagement) -> std::result::Result<Engagement, String> {
+fn check_engagement(change: &Engagement) -> Check<Engagement> {
     if let Engagement::Interacted { metadata } = change {
         if !metadata.is_empty() && !parse_json("metadata", metadata)?.is_object() {
             return Err("metadata must be a JSON object".into());
@@ -183,8 +201,14 @@ fn check_engagement(change: &Engagement) -> std::result::Result<Engagement, Stri
 
 /// Record a run (or, with `resume`, replace a paused run by its continuation). Returns whether it
 /// wrote anything.
-fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Result<bool> {
-    let run_key = key_of(keys::single(keys::TAG_RUN, &run.run_id))?;
+fn record(
+    store: &mut dyn Store,
+    now_ms: u64,
+    run: &NewRun,
+    docs: RunDocs,
+    resume: bool,
+) -> Result<bool> {
+    let run_key = key_or_corrupt(keys::single(keys::TAG_RUN, &run.run_id))?;
     let previous = load_run(store, &run.run_id)?;
     let mut events: Vec<Value> = Vec::new();
     let mut message_ids: Vec<String> = Vec::new();
@@ -206,7 +230,7 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
         (None, false) => {
             if let Some(scope) = &run.once_scope {
                 let r = &run.recipient;
-                let marker = key_of(keys::segments(
+                let marker = key_or_corrupt(keys::segments(
                     keys::TAG_ONCE,
                     &[&run.workflow, &r.collection, &r.id, scope],
                 ))?;
@@ -224,8 +248,8 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
             inserted_ms = now_ms;
         }
     }
-    let data: Value = serde_json::from_str(&run.data).unwrap_or(Value::Null);
-    for step in &run.steps {
+    let data = docs.data;
+    for (step, step_data) in run.steps.iter().zip(docs.step_data) {
         if step.status == "error" {
             error_count += 1;
         }
@@ -235,12 +259,12 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
             "status": if step.status == "error" { "error" } else { "ok" },
             "step_ref": step.step_ref,
             "step_type": step.step_type,
-            "data": serde_json::from_str::<Value>(&step.data).unwrap_or(Value::Null),
+            "data": step_data,
             "inserted_ms": now_ms,
         }));
     }
-    for m in &run.messages {
-        create_message(store, now_ms, run, &data, m)?;
+    for (m, (content, snapshot)) in run.messages.iter().zip(docs.messages) {
+        create_message(store, now_ms, run, &data, m, content, snapshot)?;
         message_ids.push(m.id.clone());
     }
     let stored = StoredRun {
@@ -258,21 +282,21 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
         events,
         message_ids,
         resume_at_ms: run.resume_at_ms,
-        resume_state: run
-            .resume_state
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok()),
+        resume_state: docs.resume_state,
         inserted_ms,
         updated_ms: now_ms,
     };
-    store.put(&run_key, &encode(&stored));
+    store.put(&run_key, &encode_json(&stored));
     if run.status == RunStatus::Paused {
         if let Some(at) = run.resume_at_ms {
-            store.put(&key_of(keys::due(keys::TAG_TIMER, at, &run.run_id))?, &[]);
+            store.put(
+                &key_or_corrupt(keys::due(keys::TAG_TIMER, at, &run.run_id))?,
+                &[],
+            );
         }
         if let Some(ck) = &run.cancellation_key {
             let k = keys::segments(TAG_CANCEL_INDEX, &[&run.workflow, ck, &run.run_id]);
-            store.put(&key_of(k)?, &[]);
+            store.put(&key_or_corrupt(k)?, &[]);
         }
     }
     Ok(true)
@@ -281,11 +305,11 @@ fn record(store: &mut dyn Store, now_ms: u64, run: &NewRun, resume: bool) -> Res
 /// Drop the timer and cancel-index rows of a paused run.
 fn unindex_paused(store: &mut dyn Store, run: &StoredRun) -> Result<()> {
     if let Some(at) = run.resume_at_ms {
-        store.delete(&key_of(keys::due(keys::TAG_TIMER, at, &run.id))?);
+        store.delete(&key_or_corrupt(keys::due(keys::TAG_TIMER, at, &run.id))?);
     }
     if let Some(ck) = &run.cancellation_key {
         let k = keys::segments(TAG_CANCEL_INDEX, &[&run.workflow, ck, &run.id]);
-        store.delete(&key_of(k)?);
+        store.delete(&key_or_corrupt(k)?);
     }
     Ok(())
 }
@@ -296,6 +320,8 @@ fn create_message(
     run: &NewRun,
     data: &Value,
     m: &NewMessage,
+    content: Value,
+    recipient_snapshot: Value,
 ) -> Result<()> {
     let r = &run.recipient;
     let queued = m.status == QUEUED;
@@ -323,9 +349,9 @@ fn create_message(
         inserted_ms: now_ms,
         updated_ms: now_ms,
         data: data.clone(),
-        content: serde_json::from_str(&m.content).unwrap_or(Value::Null),
+        content,
         metadata: None,
-        recipient_snapshot: serde_json::from_str(&m.recipient_snapshot).unwrap_or(Value::Null),
+        recipient_snapshot,
         attempts: 0,
         outbox_due_ms: queued.then_some(now_ms),
         logs: 0,
@@ -340,20 +366,26 @@ fn create_message(
     )?;
     save_message(store, &msg)?;
     let idx = keys::segments(keys::TAG_RECIPIENT_MSG, &[&r.collection, &r.id, &m.id]);
-    store.put(&key_of(idx)?, &[]);
+    store.put(&key_or_corrupt(idx)?, &[]);
     if queued {
-        store.put(&key_of(keys::due(keys::TAG_OUTBOX, now_ms, &m.id))?, &[]);
+        store.put(
+            &key_or_corrupt(keys::due(keys::TAG_OUTBOX, now_ms, &m.id))?,
+            &[],
+        );
     }
     if msg.is_in_app() {
         let feed = keys::segments(TAG_FEED, &[&r.collection, &r.id, &m.channel_id, &m.id]);
-        store.put(&key_of(feed)?, &[]);
+        store.put(&key_or_corrupt(feed)?, &[]);
         adjust_counts(store, &msg, None)?;
     }
     Ok(())
 }
 
 fn save_message(store: &mut dyn Store, m: &StoredMessage) -> Result<()> {
-    store.put(&key_of(keys::single(keys::TAG_MESSAGE, &m.id))?, &encode(m));
+    store.put(
+        &key_or_corrupt(keys::single(keys::TAG_MESSAGE, &m.id))?,
+        &encode_json(m),
+    );
     Ok(())
 }
 
@@ -372,7 +404,7 @@ fn add_event(
         "data": data,
     });
     let key = keys::sequenced(keys::TAG_MESSAGE_EVENT, &m.id, m.events);
-    store.put(&key_of(key)?, &encode(&event));
+    store.put(&key_or_corrupt(key)?, &encode_json(&event));
     m.events += 1;
     Ok(())
 }
@@ -389,9 +421,9 @@ fn delivery(
     };
     // A result for a message no longer waiting (a duplicate after failover) changes nothing.
     let Some(due) = m.outbox_due_ms.take() else {
-        return Ok(Some(String::from_utf8(encode(&m)).unwrap_or_default()));
+        return Ok(Some(to_json(&m)));
     };
-    store.delete(&key_of(keys::due(keys::TAG_OUTBOX, due, id))?);
+    store.delete(&key_or_corrupt(keys::due(keys::TAG_OUTBOX, due, id))?);
     m.attempts += 1;
     for log in logs {
         let mut row: Value = serde_json::from_str(log).unwrap_or(Value::Null);
@@ -401,7 +433,7 @@ fn delivery(
             map.insert("attempt".into(), json!(m.attempts));
         }
         let key = keys::sequenced(keys::TAG_DELIVERY_LOG, &m.id, m.logs);
-        store.put(&key_of(key)?, &encode(&row));
+        store.put(&key_or_corrupt(key)?, &encode_json(&row));
         m.logs += 1;
     }
     let (status, reason) = match outcome {
@@ -411,7 +443,10 @@ fn delivery(
             retry_at_ms,
             reason,
         } => {
-            store.put(&key_of(keys::due(keys::TAG_OUTBOX, *retry_at_ms, id))?, &[]);
+            store.put(
+                &key_or_corrupt(keys::due(keys::TAG_OUTBOX, *retry_at_ms, id))?,
+                &[],
+            );
             m.outbox_due_ms = Some(*retry_at_ms);
             (DELIVERY_ATTEMPTED, Some(reason))
         }
@@ -422,7 +457,7 @@ fn delivery(
     let data = reason.map(|r| json!({ "reason": r, "attempt": m.attempts }));
     add_event(store, now_ms, &mut m, &format!("message.{status}"), data)?;
     save_message(store, &m)?;
-    Ok(Some(String::from_utf8(encode(&m)).unwrap_or_default()))
+    Ok(Some(to_json(&m)))
 }
 
 /// Apply an engagement change; `None` when the message is missing.
@@ -472,7 +507,7 @@ fn adjust_counts(
     before: Option<&StoredMessage>,
 ) -> Result<()> {
     let r = &after.recipient;
-    let key = key_of(keys::segments(
+    let key = key_or_corrupt(keys::segments(
         TAG_FEED_COUNTS,
         &[&r.collection, &r.id, &after.channel_id],
     ))?;
@@ -484,7 +519,7 @@ fn adjust_counts(
         contribute(&mut counts, b, false);
     }
     contribute(&mut counts, after, true);
-    store.put(&key, &encode(&counts));
+    store.put(&key, &encode_json(&counts));
     Ok(())
 }
 
@@ -521,7 +556,7 @@ fn cancel(
     cancellation_key: &str,
     recipients: &[RecipientRef],
 ) -> Result<u64> {
-    let prefix = key_of(keys::segments(
+    let prefix = key_or_corrupt(keys::segments(
         TAG_CANCEL_INDEX,
         &[workflow, cancellation_key],
     ))?;
@@ -554,8 +589,8 @@ fn cancel(
         event.insert("inserted_ms".into(), json!(now_ms));
         run.events.push(Value::Object(event));
         store.put(
-            &key_of(keys::single(keys::TAG_RUN, &run.id))?,
-            &encode(&run),
+            &key_or_corrupt(keys::single(keys::TAG_RUN, &run.id))?,
+            &encode_json(&run),
         );
         n += 1;
     }

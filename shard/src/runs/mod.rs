@@ -115,7 +115,7 @@ pub struct RunFilter {
 /// A read on a shard's runs and messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunsQuery {
-    /// Reply: `Json(Some(message))`, or `Json(None)`.
+    /// Reply: `Message(Some(message))`, or `Message(None)`.
     Message(String),
     /// Reply: `Messages`, newest first.
     Messages { filter: MessageFilter, page: Page },

@@ -6,17 +6,14 @@ use serde_json::Value;
 use super::apply::decode;
 use super::model::*;
 use super::{RunFilter, RunsQuery, RunsReply};
-use crate::error::{Error, Result};
+use crate::apply::key_or_corrupt;
+use crate::error::Result;
 use crate::keys::{self, TAG_FEED, TAG_FEED_COUNTS, TAG_MESSAGE, TAG_RECIPIENT_MSG, TAG_RUN};
 use crate::store::StoreRead;
 use crate::ShardReply;
 
 /// Rows read per store call.
 const CHUNK: usize = 256;
-
-fn key_of(k: Option<Vec<u8>>) -> Result<Vec<u8>> {
-    k.ok_or_else(|| Error::Corrupt("key segment too long".into()))
-}
 
 pub fn load_message(store: &dyn StoreRead, id: &str) -> Result<Option<StoredMessage>> {
     let Some(key) = keys::single(TAG_MESSAGE, id) else {
@@ -194,12 +191,12 @@ fn run_matches(r: &StoredRun, f: &RunFilter) -> bool {
             .is_none_or(|w| *w == r.workflow_run_id)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
 fn rows(store: &dyn StoreRead, tag: u8, id: &str) -> Result<Vec<String>> {
-    let prefix = key_of(keys::single(tag, id))?;
+    let prefix = key_or_corrupt(keys::single(tag, id))?;
     Ok(crate::apply::scan_prefix(store, &prefix)?
         .into_iter()
         .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
@@ -212,7 +209,7 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
         RunsQuery::Messages { filter, page } => {
             let (prefix, skip) = match &filter.recipient {
                 Some(r) => (
-                    key_of(keys::segments(TAG_RECIPIENT_MSG, &[&r.collection, &r.id]))?,
+                    key_or_corrupt(keys::segments(TAG_RECIPIENT_MSG, &[&r.collection, &r.id]))?,
                     2,
                 ),
                 None => (vec![TAG_MESSAGE], 0),
@@ -226,12 +223,12 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
             filter,
             page,
         } => {
-            let prefix = key_of(keys::segments(
+            let prefix = key_or_corrupt(keys::segments(
                 TAG_FEED,
                 &[&r.collection, &r.id, channel_id],
             ))?;
             let found = page_messages(store, &prefix, 3, filter, page)?;
-            let counts_key = key_of(keys::segments(
+            let counts_key = key_or_corrupt(keys::segments(
                 TAG_FEED_COUNTS,
                 &[&r.collection, &r.id, channel_id],
             ))?;
