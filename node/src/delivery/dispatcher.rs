@@ -67,7 +67,7 @@ pub async fn run(
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(deps.concurrency));
     let lost = CancellationToken::new();
-    let label = shard.to_string();
+    let due_gauge = metrics::gauge!(m::OUTBOX_DUE, "shard" => shard.to_string());
     // Look once at start: a new leader inherits the outbox of the previous one.
     let mut pause = Duration::ZERO;
     loop {
@@ -85,7 +85,12 @@ pub async fn run(
                 continue;
             }
         };
-        metrics::gauge!(m::OUTBOX_DUE, "shard" => label.clone()).set(due.len() as f64);
+        due_gauge.set(due.len() as f64);
+        if due.is_empty() {
+            continue;
+        }
+        // The channel list is read once per pass, not once per message.
+        let channels = Arc::new(deps.view.channels());
         for item in due {
             if !lock(&in_flight).insert(item.id.clone()) {
                 continue;
@@ -93,16 +98,17 @@ pub async fn run(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (reader, submit, deps, in_flight, lost) = (
+            let (reader, submit, deps, in_flight, lost, channels) = (
                 reader.clone(),
                 submit.clone(),
                 deps.clone(),
                 in_flight.clone(),
                 lost.clone(),
+                channels.clone(),
             );
             tokio::spawn(async move {
                 let id = item.id;
-                if let Err(e) = deliver(&reader, &submit, &deps, &id).await {
+                if let Err(e) = deliver(&reader, &submit, &deps, &channels, &id).await {
                     tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
                     lost.cancel();
                 }
@@ -133,6 +139,7 @@ async fn deliver(
     reader: &GroupReader,
     submit: &Submit,
     deps: &DispatchDeps,
+    channels: &[ChannelRecord],
     id: &str,
 ) -> Result<(), String> {
     let store = ShardStore(reader);
@@ -142,11 +149,7 @@ async fn deliver(
     if msg.outbox_due_ms.is_none() {
         return Ok(());
     }
-    let channel = deps
-        .view
-        .channels()
-        .into_iter()
-        .find(|c| c.id == msg.channel_id);
+    let channel = channels.iter().find(|c| c.id == msg.channel_id);
     let outcome_and_logs = match channel {
         None => (
             DeliveryOutcome::Undelivered {
@@ -155,7 +158,7 @@ async fn deliver(
             Vec::new(),
         ),
         Some(channel) => {
-            let out = outgoing(&store, &msg, &channel);
+            let out = outgoing(&store, &msg, channel);
             let started = std::time::Instant::now();
             let attempt = deps.providers.send(&out).await;
             metrics::histogram!(m::PROVIDER_LATENCY, "provider" => channel.provider.clone())
