@@ -214,12 +214,8 @@ fn recipient_state(store: &dyn StoreRead, r: &TriggerRecipient) -> Result<Recipi
             deep_merge(set, Value::Object(parse_object(&p.set)));
         }
     }
-    properties.insert("id".into(), json!(r.recipient.id));
-    if !r.recipient.is_user() {
-        properties.insert("collection".into(), json!(r.recipient.collection));
-    }
     Ok(RecipientState {
-        properties: Value::Object(properties),
+        properties: with_identity(properties, &r.recipient),
         channel_data,
         preferences,
     })
@@ -234,13 +230,17 @@ fn parse_object(s: &str) -> Map<String, Value> {
 
 /// Properties plus `id` (and `collection` for objects) of an actor or tenant.
 fn props_of(r: Option<&RecipientRef>, properties: Option<&str>) -> Option<Value> {
-    let r = r?;
-    let mut m = properties.map(parse_object).unwrap_or_default();
+    let m = properties.map(parse_object).unwrap_or_default();
+    Some(with_identity(m, r?))
+}
+
+/// Properties as templates and conditions see them: plus `id`, and `collection` for objects.
+fn with_identity(mut m: Map<String, Value>, r: &RecipientRef) -> Value {
     m.insert("id".into(), json!(r.id));
     if !r.is_user() {
         m.insert("collection".into(), json!(r.collection));
     }
-    Some(Value::Object(m))
+    Value::Object(m)
 }
 
 /// Milliseconds of a UUID v7.
