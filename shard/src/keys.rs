@@ -253,6 +253,13 @@ pub fn due(tag: u8, due_ms: u64, id: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The first `due` row key with `due_ms >= ms`.
+pub fn due_from(tag: u8, ms: u64) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&ms.to_be_bytes());
+    out
+}
+
 /// The first key after every `due` row with `due_ms <= ms`.
 pub fn due_until(tag: u8, ms: u64) -> Vec<u8> {
     let mut out = vec![tag];
@@ -350,6 +357,7 @@ mod tests {
         let d = due(TAG_OUTBOX, 7, "m").unwrap();
         assert_eq!(decode_due(TAG_OUTBOX, &d), Some((7, "m".into())));
         assert!(d < due_until(TAG_OUTBOX, 7) && due_until(TAG_OUTBOX, 6) < d);
+        assert!(due_from(TAG_OUTBOX, 7) < d && d < due_from(TAG_OUTBOX, 8));
         assert!(
             sequenced(TAG_DELIVERY_LOG, "m", 1).unwrap()
                 < sequenced(TAG_DELIVERY_LOG, "m", 2).unwrap()

@@ -58,35 +58,6 @@ pub enum Work {
 type Waiter = oneshot::Sender<Result<ShardReply, ProposeError>>;
 type Job = (Work, Waiter);
 
-/// Wake-ups of a shard leader's background loops, sent by its executor after an applied entry.
-#[derive(Default)]
-pub struct Wakeups {
-    /// New or moved outbox rows: the dispatcher looks now instead of at its next due time.
-    pub outbox: tokio::sync::Notify,
-    /// New timer rows: the timer loop recomputes its next due time.
-    pub timers: tokio::sync::Notify,
-}
-
-impl Wakeups {
-    fn after_apply(&self, cmds: &[ShardCommand]) {
-        let runs = cmds.iter().filter_map(|c| match c {
-            ShardCommand::Runs(r) => Some(r),
-            _ => None,
-        });
-        let (mut outbox, mut timers) = (false, false);
-        for r in runs {
-            outbox |= r.touches_outbox();
-            timers |= r.adds_timers();
-        }
-        if outbox {
-            self.outbox.notify_one();
-        }
-        if timers {
-            self.timers.notify_one();
-        }
-    }
-}
-
 /// The channel list as of a meta applied index, reloaded only when meta applied more entries.
 #[derive(Default)]
 pub struct ChannelCache {
@@ -114,8 +85,6 @@ pub struct EvalDeps {
     /// The meta group: its applied index tells when the channel list may have changed.
     pub meta: Raft,
     pub cache: Arc<WorkflowCache>,
-    /// Wakes this shard's dispatcher and timer loop when an entry added work for them.
-    pub wakeups: Arc<Wakeups>,
 }
 
 #[derive(Clone)]
@@ -253,11 +222,7 @@ async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>
         batch_size.record(jobs.len() as f64);
         let (cmds, waiters): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let entry = ShardEntry { now_ms: now, cmds };
-        let outcome = propose(&raft, &entry).await;
-        if outcome.is_ok() {
-            deps.wakeups.after_apply(&entry.cmds);
-        }
-        match outcome {
+        match propose(&raft, &entry).await {
             Ok(replies) if replies.len() == waiters.len() => {
                 count_recorded(&entry.cmds, &replies);
                 for (w, r) in waiters.into_iter().zip(replies) {

@@ -19,6 +19,7 @@ mod placement;
 pub mod rpc;
 mod start;
 mod state_machines;
+mod wakeups;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -35,11 +36,12 @@ use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{MetaCommand, MetaEntry, MetaReply, MetaView};
-pub use executor::{now_ms, Wakeups};
+pub use executor::now_ms;
 use executor::{EvalDeps, ProposeError, ShardExecutorHandle, Work};
 use rpc::{GroupStatus, NodeReply, NodeRequest};
 pub use start::JoinRequest;
 pub use state_machines::ShardStore;
+pub use wakeups::{QueueFloor, Wakeups};
 
 /// How long a request keeps retrying to reach a group's leader (elections take 1-2 s).
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -56,8 +58,8 @@ pub(crate) struct ClusterInner {
     executors: Mutex<HashMap<ShardId, ShardExecutorHandle>>,
     /// Compiled workflow versions, shared by every executor and the HTTP layer.
     workflows: Arc<crate::workflows::WorkflowCache>,
-    /// Per shard: poked by the executor, wakes the dispatcher and the timer loop.
-    wakeups: Mutex<HashMap<ShardId, Arc<executor::Wakeups>>>,
+    /// Per shard: poked by the state machine, wakes the dispatcher and the timer loop.
+    wakeups: Arc<wakeups::WakeupsByShard>,
     providers: Arc<crate::delivery::Providers>,
     /// Last known leader per group, learnt from NotLeader replies.
     leader_hints: Mutex<HashMap<GroupId, u64>>,
@@ -257,7 +259,6 @@ impl Cluster {
                     view: self.inner.view.clone(),
                     meta: self.inner.meta.raft.clone(),
                     cache: self.inner.workflows.clone(),
-                    wakeups: self.wakeups(shard),
                 };
                 let e = ShardExecutorHandle::spawn(shard, g.raft.clone(), deps);
                 map.insert(shard, e.clone());
@@ -352,9 +353,13 @@ impl Cluster {
     }
 
     /// The wake-ups of `shard`'s dispatcher and timer loop.
-    fn wakeups(&self, shard: ShardId) -> Arc<executor::Wakeups> {
-        let mut map = self.inner.wakeups.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(shard).or_default().clone()
+    fn wakeups(&self, shard: ShardId) -> Arc<Wakeups> {
+        self.inner.wakeups.get(shard)
+    }
+
+    /// The state machine logic of `shard`'s group on this node.
+    fn shard_logic(&self, shard: ShardId) -> Arc<state_machines::ShardLogic> {
+        Arc::new(state_machines::ShardLogic::new(self.wakeups(shard)))
     }
 
     /// Hand work to this node's executor of `shard`, if this node leads it.

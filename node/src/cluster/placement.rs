@@ -17,7 +17,6 @@ use std::time::Duration;
 use herald_raft::{GroupHandle, GroupId};
 use openraft::BasicNode;
 
-use super::state_machines::ShardLogic;
 use super::Cluster;
 
 const PASS_INTERVAL: Duration = Duration::from_millis(300);
@@ -58,7 +57,11 @@ async fn pass(cluster: &Cluster, busy: &Arc<Mutex<HashSet<GroupId>>>) {
         let desired: BTreeSet<u64> = view.placement(shard).into_iter().collect();
         match cluster.raft().group(group) {
             None if desired.contains(&me) => {
-                if let Err(e) = cluster.raft().open_group(group, Arc::new(ShardLogic)).await {
+                if let Err(e) = cluster
+                    .raft()
+                    .open_group(group, cluster.shard_logic(shard))
+                    .await
+                {
                     tracing::warn!(%group, error = %e, "could not open assigned shard");
                 }
             }

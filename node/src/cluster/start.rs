@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::state_machines::ShardLogic;
+use super::wakeups::WakeupsByShard;
 use super::{Cluster, ClusterInner};
 use crate::backend::{ApiKeys, ChannelRecord};
 use crate::config::Config;
@@ -235,12 +236,14 @@ impl Cluster {
             .open_group(GroupId::META, Arc::new(MetaLogic))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let wakeups = Arc::new(WakeupsByShard::default());
         for group in storage
             .stored_groups()
             .map_err(|e| Error::Internal(e.to_string()))?
         {
-            if group != GroupId::META {
-                raft.open_group(group, Arc::new(ShardLogic))
+            if let Some(shard) = group.as_shard() {
+                let logic = ShardLogic::new(wakeups.get(shard));
+                raft.open_group(group, Arc::new(logic))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?;
             }
@@ -254,7 +257,7 @@ impl Cluster {
                 view,
                 executors: Mutex::new(HashMap::new()),
                 workflows: Arc::default(),
-                wakeups: Mutex::new(HashMap::new()),
+                wakeups,
                 providers:
                     Arc::new(
                         crate::delivery::Providers::try_new(
@@ -330,7 +333,7 @@ impl Cluster {
             let g = self
                 .inner
                 .raft
-                .open_group(GroupId::shard(shard), Arc::new(ShardLogic))
+                .open_group(GroupId::shard(shard), self.shard_logic(shard))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))?;
             let _ = g.raft.initialize(members.clone()).await;

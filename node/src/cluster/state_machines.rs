@@ -1,12 +1,17 @@
 //! The application halves of the shard state machines: decode a [`ShardEntry`], run
-//! `herald_shard::apply` for each command over the group's state, encode the replies.
+//! `herald_shard::apply` for each command over the group's state, encode the replies; once the
+//! writes are readable, wake the shard's queue loops for the outbox and timer rows they added.
 
 #[cfg(doc)]
 use herald_raft::GroupReader;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
-use herald_shard::{ShardReply, Store, StoreRead};
+use herald_shard::{ShardCommand, ShardReply, Store, StoreRead};
 
 use super::executor::ShardEntry;
+use super::wakeups::{QueueWake, Wakeups};
 use crate::codec;
 
 fn store_err(e: herald_raft::Error) -> herald_shard::Error {
@@ -45,7 +50,40 @@ impl Store for ShardStore<&mut GroupBatch<'_>> {
     }
 }
 
-pub struct ShardLogic;
+pub struct ShardLogic {
+    wakeups: Arc<Wakeups>,
+    /// Earliest outbox and timer due times added by payloads applied but not yet written.
+    pending_outbox: AtomicU64,
+    pending_timers: AtomicU64,
+}
+
+impl ShardLogic {
+    pub fn new(wakeups: Arc<Wakeups>) -> Self {
+        ShardLogic {
+            wakeups,
+            pending_outbox: AtomicU64::new(u64::MAX),
+            pending_timers: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn note(&self, now_ms: u64, cmd: &ShardCommand) {
+        if let ShardCommand::Runs(r) = cmd {
+            if let Some(due) = r.outbox_low(now_ms) {
+                self.pending_outbox.fetch_min(due, Ordering::Relaxed);
+            }
+            if let Some(due) = r.timer_low() {
+                self.pending_timers.fetch_min(due, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn publish(pending: &AtomicU64, wake: &QueueWake) {
+    let due = pending.swap(u64::MAX, Ordering::Relaxed);
+    if due != u64::MAX {
+        wake.added(due);
+    }
+}
 
 impl StateMachineLogic for ShardLogic {
     fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8> {
@@ -55,12 +93,20 @@ impl StateMachineLogic for ShardLogic {
                 entry
                     .cmds
                     .iter()
-                    .map(|cmd| herald_shard::apply(&mut store, entry.now_ms, cmd))
+                    .map(|cmd| {
+                        self.note(entry.now_ms, cmd);
+                        herald_shard::apply(&mut store, entry.now_ms, cmd)
+                    })
                     .collect()
             }
             // Every replica fails the same way on the same bytes, so this stays deterministic.
             Err(_) => Vec::new(),
         };
         codec::encode(&replies).unwrap_or_default()
+    }
+
+    fn after_write(&self) {
+        publish(&self.pending_outbox, &self.wakeups.outbox);
+        publish(&self.pending_timers, &self.wakeups.timers);
     }
 }

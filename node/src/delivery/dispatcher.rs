@@ -2,9 +2,9 @@
 //! record each attempt's result through the shard's executor (another Raft entry).
 //!
 //! ```text
-//!  executor applied an entry that queued messages ──notify──┐   (or the earliest row's due time,
-//!                                                            ▼    for retries that come due later)
-//!  due_outbox(now) on applied state ─► for each message not already in flight (≤ concurrency):
+//!  an applied entry queued messages ──notify──┐   (or the earliest row's due time,
+//!                                              ▼    for retries that come due later)
+//!  due_outbox(floor, now) on applied state ─► for each message not already in flight (≤ concurrency):
 //!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
 //!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
 //! ```
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{policy, Outcome, Outgoing, Providers};
 use crate::backend::ChannelRecord;
-use crate::cluster::{now_ms, ShardStore, Wakeups};
+use crate::cluster::{now_ms, QueueFloor, ShardStore, Wakeups};
 use crate::meta::MetaView;
 use crate::metrics as m;
 
@@ -68,7 +68,8 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(deps.concurrency));
     let lost = CancellationToken::new();
     let due_gauge = metrics::gauge!(m::OUTBOX_DUE, "shard" => shard.to_string());
-    // Look once at start: a new leader inherits the outbox of the previous one.
+    // Look once at start, from floor 0: a new leader inherits the outbox of the previous one.
+    let mut floor = QueueFloor::default();
     let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
@@ -77,8 +78,19 @@ pub async fn run(
             _ = wake.outbox.notified() => {}
             _ = tokio::time::sleep(pause) => {}
         }
-        pause = next_pause(&reader);
-        let due = match runs::due_outbox(&ShardStore(&reader), now_ms(), deps.concurrency * 2) {
+        let from = floor.begin(&wake.outbox);
+        let now = now_ms();
+        let first = match runs::first_outbox_due(&ShardStore(&reader), from) {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "outbox scan failed");
+                pause = IDLE;
+                continue;
+            }
+        };
+        floor.found(first);
+        pause = next_pause(first, now);
+        let due = match runs::due_outbox(&ShardStore(&reader), from, now, deps.concurrency * 2) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "outbox scan failed");
@@ -119,12 +131,12 @@ pub async fn run(
     }
 }
 
-/// How long to sleep until the earliest outbox row is due. A row already due is being sent (it
-/// keeps its row until the result commits, which wakes the loop), so that case waits for the wake.
-fn next_pause(reader: &GroupReader) -> Duration {
-    let now = now_ms();
-    match runs::first_outbox_due(&ShardStore(reader)) {
-        Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(IDLE),
+/// How long to sleep until the earliest outbox row (`first`) is due. A row already due is being
+/// sent (it keeps its row until the result commits, which wakes the loop), so that case waits for
+/// the wake.
+fn next_pause(first: Option<u64>, now: u64) -> Duration {
+    match first {
+        Some(due) if due > now => Duration::from_millis(due - now).min(IDLE),
         _ => IDLE,
     }
 }

@@ -3,8 +3,8 @@
 //! Timer rows `(due_ms, run_id)` are replicated shard state, written with the paused run and
 //! removed by the resume or cancel that ends the pause, so a new leader resumes exactly what is
 //! still due. The loop sleeps until the earliest row is due (the first row of the time-ordered
-//! table), and the executor wakes it when an entry adds timers, so a timer fires within
-//! milliseconds of its due time without polling. Resuming twice is harmless: a run no longer
+//! table at or above its floor, see `cluster::wakeups`), and the state machine wakes it when an
+//! applied entry adds timers, so a timer fires within milliseconds of its due time without polling. Resuming twice is harmless: a run no longer
 //! paused is left alone by apply.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use herald_raft::GroupReader;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{now_ms, ShardStore, Wakeups};
+use crate::cluster::{now_ms, QueueFloor, ShardStore, Wakeups};
 
 /// Longest sleep without a wake-up (a safety net).
 const IDLE: Duration = Duration::from_secs(1);
@@ -32,6 +32,7 @@ pub async fn run(
     wake: Arc<Wakeups>,
     stop: CancellationToken,
 ) {
+    let mut floor = QueueFloor::default();
     let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
@@ -39,13 +40,23 @@ pub async fn run(
             _ = wake.timers.notified() => {}
             _ = tokio::time::sleep(pause) => {}
         }
+        let from = floor.begin(&wake.timers);
         let now = now_ms();
-        pause = match herald_shard::runs::first_timer_due(&ShardStore(&reader)) {
-            Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(IDLE),
-            Ok(Some(_)) => Duration::ZERO,
-            _ => IDLE,
+        let first = match herald_shard::runs::first_timer_due(&ShardStore(&reader), from) {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "timer scan failed");
+                pause = IDLE;
+                continue;
+            }
         };
-        let due = match herald_shard::runs::due_timers(&ShardStore(&reader), now, PER_TICK) {
+        floor.found(first);
+        pause = match first {
+            Some(due) if due > now => Duration::from_millis(due - now).min(IDLE),
+            Some(_) => Duration::ZERO,
+            None => IDLE,
+        };
+        let due = match herald_shard::runs::due_timers(&ShardStore(&reader), from, now, PER_TICK) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "timer scan failed");

@@ -31,6 +31,11 @@ pub trait StateMachineLogic: Send + Sync + 'static {
     /// Apply one committed payload to the group's state and return the reply for the proposer.
     /// Must be deterministic: the same payload on the same state yields the same writes and reply.
     fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8>;
+
+    /// Called after the writes of the payloads applied since the last call are visible to
+    /// readers ([`GroupReader`]): the place to tell local watchers about what changed, so that
+    /// what they then read includes it. Not called for state installed from a snapshot.
+    fn after_write(&self) {}
 }
 
 fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError {
@@ -358,6 +363,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
             .db()
             .write(batch)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.logic.after_write();
         Ok(replies)
     }
 

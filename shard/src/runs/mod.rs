@@ -73,24 +73,27 @@ pub enum RunsCommand {
 }
 
 impl RunsCommand {
-    /// Whether applying this command may add or move outbox rows (the dispatcher should look).
-    pub fn touches_outbox(&self) -> bool {
+    /// The earliest due time of the outbox rows applying this command at `now_ms` may add (new
+    /// queued messages are due at once, a retry at its time). `None`: it adds none.
+    pub fn outbox_low(&self, now_ms: u64) -> Option<u64> {
         match self {
-            RunsCommand::Record(runs) => runs.iter().any(NewRun::queues_messages),
-            RunsCommand::Resume { run } => run.queues_messages(),
-            RunsCommand::Delivery { outcome, .. } => {
-                matches!(outcome, DeliveryOutcome::Retry { .. })
-            }
-            _ => false,
+            RunsCommand::Record(runs) => runs.iter().any(NewRun::queues_messages).then_some(now_ms),
+            RunsCommand::Resume { run } => run.queues_messages().then_some(now_ms),
+            RunsCommand::Delivery {
+                outcome: DeliveryOutcome::Retry { retry_at_ms, .. },
+                ..
+            } => Some(*retry_at_ms),
+            _ => None,
         }
     }
 
-    /// Whether applying this command may add timer rows (paused runs).
-    pub fn adds_timers(&self) -> bool {
+    /// The earliest due time of the timer rows (paused runs) applying this command may add.
+    pub fn timer_low(&self) -> Option<u64> {
+        let paused = |r: &NewRun| (r.status == RunStatus::Paused).then_some(r.resume_at_ms?);
         match self {
-            RunsCommand::Record(runs) => runs.iter().any(|r| r.status == RunStatus::Paused),
-            RunsCommand::Resume { run } => run.status == RunStatus::Paused,
-            _ => false,
+            RunsCommand::Record(runs) => runs.iter().filter_map(paused).min(),
+            RunsCommand::Resume { run } => paused(run),
+            _ => None,
         }
     }
 }

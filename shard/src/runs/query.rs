@@ -255,8 +255,20 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
     Ok(ShardReply::Runs(reply))
 }
 
-fn due_rows(store: &dyn StoreRead, tag: u8, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
-    let rows = store.scan(&[tag], &keys::due_until(tag, now_ms), limit, false)?;
+/// Rows of a queue table due in `from_ms..=now_ms`, oldest due first.
+fn due_rows(
+    store: &dyn StoreRead,
+    tag: u8,
+    from_ms: u64,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<DueItem>> {
+    let rows = store.scan(
+        &keys::due_from(tag, from_ms),
+        &keys::due_until(tag, now_ms),
+        limit,
+        false,
+    )?;
     Ok(rows
         .iter()
         .filter_map(|(k, _)| keys::decode_due(tag, k))
@@ -264,31 +276,45 @@ fn due_rows(store: &dyn StoreRead, tag: u8, now_ms: u64, limit: usize) -> Result
         .collect())
 }
 
-/// The earliest due time in a queue table, if it has any row.
-fn first_due(store: &dyn StoreRead, tag: u8) -> Result<Option<u64>> {
-    let rows = store.scan(&[tag], &[tag + 1], 1, false)?;
+/// The earliest due time at or after `from_ms` in a queue table, if it has such a row.
+fn first_due(store: &dyn StoreRead, tag: u8, from_ms: u64) -> Result<Option<u64>> {
+    let rows = store.scan(&keys::due_from(tag, from_ms), &[tag + 1], 1, false)?;
     Ok(rows
         .first()
         .and_then(|(k, _)| keys::decode_due(tag, k))
         .map(|(due, _)| due))
 }
 
-/// When the earliest message in the outbox is due.
-pub fn first_outbox_due(store: &dyn StoreRead) -> Result<Option<u64>> {
-    first_due(store, keys::TAG_OUTBOX)
+// The queue readers take a floor, `from_ms`: a leader's loop that knows no row is due earlier
+// starts its range scan there instead of at the table's start, where the rows it already removed
+// leave deletion tombstones that every scan from the start would step over again.
+
+/// When the earliest message in the outbox due at or after `from_ms` is due.
+pub fn first_outbox_due(store: &dyn StoreRead, from_ms: u64) -> Result<Option<u64>> {
+    first_due(store, keys::TAG_OUTBOX, from_ms)
 }
 
-/// When the earliest paused run is due to resume.
-pub fn first_timer_due(store: &dyn StoreRead) -> Result<Option<u64>> {
-    first_due(store, keys::TAG_TIMER)
+/// When the earliest paused run due at or after `from_ms` is due to resume.
+pub fn first_timer_due(store: &dyn StoreRead, from_ms: u64) -> Result<Option<u64>> {
+    first_due(store, keys::TAG_TIMER, from_ms)
 }
 
-/// Messages whose send is due at `now_ms`, oldest due first (the dispatcher's work).
-pub fn due_outbox(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
-    due_rows(store, keys::TAG_OUTBOX, now_ms, limit)
+/// Messages whose send is due in `from_ms..=now_ms`, oldest due first (the dispatcher's work).
+pub fn due_outbox(
+    store: &dyn StoreRead,
+    from_ms: u64,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<DueItem>> {
+    due_rows(store, keys::TAG_OUTBOX, from_ms, now_ms, limit)
 }
 
-/// Paused runs due to resume at `now_ms` (ids are run ids).
-pub fn due_timers(store: &dyn StoreRead, now_ms: u64, limit: usize) -> Result<Vec<DueItem>> {
-    due_rows(store, keys::TAG_TIMER, now_ms, limit)
+/// Paused runs due to resume in `from_ms..=now_ms` (ids are run ids).
+pub fn due_timers(
+    store: &dyn StoreRead,
+    from_ms: u64,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<DueItem>> {
+    due_rows(store, keys::TAG_TIMER, from_ms, now_ms, limit)
 }

@@ -1,0 +1,139 @@
+//! Wake-ups of a shard leader's queue loops: the dispatcher (outbox rows) and the timer loop
+//! (timer rows), each a time-ordered table `due_ms | id` in the shard's state.
+//!
+//! ```text
+//!  state machine apply (every replica)          leader's loop
+//!    entry adds rows due at d ─► pending low d
+//!    batch written (readable)  ─► QueueWake::added(d): low = min(low, d), notify ──► wakes
+//!                                                       QueueFloor::begin: floor = min(floor, low)
+//!                                                       scan rows due in floor..=now
+//!                                                       QueueFloor::found(first row's due)
+//! ```
+//!
+//! Why a floor: a loop removes the rows it handled, and RocksDB keeps each removal as a tombstone
+//! until compaction, at the head of the table. A scan from the table's start steps over every one
+//! of them on every pass (with a busy outbox that was a sixth of a node's CPU). The floor starts
+//! the scan at the earliest row that can exist instead.
+//!
+//! Invariant: every row readable in the table is due at or after the loop's floor, or its due
+//! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]).
+//! - A loop starts with floor 0.
+//! - `begin` takes the pending low before the loop reads the table, so a row readable by then is
+//!   either at or above the old floor or covered by what `begin` took.
+//! - A row that becomes readable later reports itself after its write (`added` is called only
+//!   after the batch is readable), so it is pending for the next `begin`.
+//! - `found` raises the floor to the earliest row the read saw at or above the floor (or beyond
+//!   every row when it saw none): by the two points above, nothing readable lies below it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herald_shard::ShardId;
+use tokio::sync::Notify;
+
+/// One queue table's wake-up: a notification and the earliest due time added since the loop
+/// last looked.
+pub struct QueueWake {
+    notify: Notify,
+    low: AtomicU64,
+}
+
+impl Default for QueueWake {
+    fn default() -> Self {
+        QueueWake {
+            notify: Notify::new(),
+            low: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl QueueWake {
+    /// Rows due at `due_ms` or later were written and are readable: wake the loop.
+    pub fn added(&self, due_ms: u64) {
+        self.low.fetch_min(due_ms, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    /// Until rows are added (or another `added` arrived since the last wait).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    fn take_low(&self) -> u64 {
+        self.low.swap(u64::MAX, Ordering::AcqRel)
+    }
+}
+
+/// A loop's lower bound for its scans of one queue table (see the module invariant).
+pub struct QueueFloor {
+    from_ms: u64,
+}
+
+impl Default for QueueFloor {
+    fn default() -> Self {
+        QueueFloor { from_ms: 0 }
+    }
+}
+
+impl QueueFloor {
+    /// The floor for this pass's reads: lowered to every row added since the last pass.
+    pub fn begin(&mut self, wake: &QueueWake) -> u64 {
+        self.from_ms = self.from_ms.min(wake.take_low());
+        self.from_ms
+    }
+
+    /// The pass's read saw `first` as the earliest due time at or above the floor (`None`: no row).
+    pub fn found(&mut self, first: Option<u64>) {
+        self.from_ms = first.unwrap_or(u64::MAX);
+    }
+}
+
+/// The wake-ups of one shard's dispatcher and timer loop.
+#[derive(Default)]
+pub struct Wakeups {
+    pub outbox: QueueWake,
+    pub timers: QueueWake,
+}
+
+/// Every local shard's wake-ups, shared by its state machine (which reports added rows) and the
+/// leader loops started for it.
+#[derive(Default)]
+pub struct WakeupsByShard(Mutex<HashMap<ShardId, Arc<Wakeups>>>);
+
+impl WakeupsByShard {
+    pub fn get(&self, shard: ShardId) -> Arc<Wakeups> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(shard).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_follows_found_rows_and_drops_for_added_ones() {
+        let wake = QueueWake::default();
+        let mut floor = QueueFloor::default();
+        assert_eq!(floor.begin(&wake), 0, "a new loop reads the whole table");
+        floor.found(Some(500));
+        assert_eq!(floor.begin(&wake), 500);
+        wake.added(300);
+        wake.added(400);
+        assert_eq!(
+            floor.begin(&wake),
+            300,
+            "a row added below the floor lowers it"
+        );
+        floor.found(None);
+        assert_eq!(
+            floor.begin(&wake),
+            u64::MAX,
+            "an empty table is not read again"
+        );
+        wake.added(700);
+        assert_eq!(floor.begin(&wake), 700);
+        assert_eq!(floor.begin(&wake), 700, "a taken low is not taken twice");
+    }
+}
