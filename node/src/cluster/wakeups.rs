@@ -65,15 +65,11 @@ impl QueueWake {
     }
 }
 
-/// A loop's lower bound for its scans of one queue table (see the module invariant).
+/// A loop's lower bound for its scans of one queue table (see the module invariant); a new
+/// loop's floor is 0.
+#[derive(Default)]
 pub struct QueueFloor {
     from_ms: u64,
-}
-
-impl Default for QueueFloor {
-    fn default() -> Self {
-        QueueFloor { from_ms: 0 }
-    }
 }
 
 impl QueueFloor {
