@@ -81,12 +81,6 @@ impl RocksStorage {
         // WAL records stay in RocksDB's buffer until the syncer flushes them: one write(2)+fsync per
         // group commit instead of a write(2) per batch. Nothing is acknowledged before that flush.
         opts.set_manual_wal_flush(true);
-        if std::env::var("HERALD_EXP_NOYIELD").is_ok() {
-            opts.set_enable_write_thread_adaptive_yield(false);
-        }
-        let exp_wbs: Option<usize> = std::env::var("HERALD_EXP_WBS")
-            .ok()
-            .and_then(|v| v.parse().ok());
         // One block cache for every CF; SST bloom filters (10 bits/key) let point reads of missing
         // keys (a new run, a new message's counters) skip the data blocks of every level.
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
@@ -103,9 +97,6 @@ impl RocksStorage {
             // record): a memtable bloom filter answers those without walking the skip list.
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.05);
-            if let Some(mb) = exp_wbs {
-                cf.set_write_buffer_size(mb << 20);
-            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
