@@ -29,8 +29,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use herald_raft::GroupReader;
+use herald_shard::runs::{self, DueItem, Queue};
 use herald_shard::ShardId;
 use tokio::sync::Notify;
+
+use super::{now_ms, ShardStore};
 
 /// One queue table's wake-up: a notification and the earliest due time added since the loop
 /// last looked.
@@ -72,15 +76,42 @@ pub struct QueueFloor {
     from_ms: u64,
 }
 
+/// What one pass of a queue loop read.
+pub struct QueuePass {
+    /// The clock the pass read at.
+    pub now_ms: u64,
+    /// The earliest row's due time (possibly later than `now_ms`, possibly a row being handled).
+    pub first: Option<u64>,
+    /// Rows due at `now_ms`, oldest first, at most the limit asked for.
+    pub due: Vec<DueItem>,
+}
+
 impl QueueFloor {
+    /// One pass's read of `queue` on the shard's applied state, from the floor.
+    pub fn read(
+        &mut self,
+        wake: &QueueWake,
+        reader: &GroupReader,
+        queue: Queue,
+        limit: usize,
+    ) -> herald_shard::Result<QueuePass> {
+        let from = self.begin(wake);
+        let now_ms = now_ms();
+        let store = ShardStore(reader);
+        let first = runs::first_due(&store, queue, from)?;
+        self.found(first);
+        let due = runs::due_rows(&store, queue, from, now_ms, limit)?;
+        Ok(QueuePass { now_ms, first, due })
+    }
+
     /// The floor for this pass's reads: lowered to every row added since the last pass.
-    pub fn begin(&mut self, wake: &QueueWake) -> u64 {
+    fn begin(&mut self, wake: &QueueWake) -> u64 {
         self.from_ms = self.from_ms.min(wake.take_low());
         self.from_ms
     }
 
     /// The pass's read saw `first` as the earliest due time at or above the floor (`None`: no row).
-    pub fn found(&mut self, first: Option<u64>) {
+    fn found(&mut self, first: Option<u64>) {
         self.from_ms = first.unwrap_or(u64::MAX);
     }
 }

@@ -4,7 +4,8 @@
 //! ```text
 //!  an applied entry queued messages ──notify──┐   (or the earliest row's due time,
 //!                                              ▼    for retries that come due later)
-//!  due_outbox(floor, now) on applied state ─► for each message not already in flight (≤ concurrency):
+//!  due rows of the outbox (from the loop's floor, see cluster::wakeups) on applied state
+//!      ─► for each message not already in flight (≤ concurrency):
 //!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
 //!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
 //! ```
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_raft::GroupReader;
-use herald_shard::runs::{self, DeliveryOutcome, RunsCommand, StoredMessage};
+use herald_shard::runs::{self, DeliveryOutcome, Queue, RunsCommand, StoredMessage};
 use herald_shard::{ShardCommand, ShardQuery, ShardReply};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -78,22 +79,15 @@ pub async fn run(
             _ = wake.outbox.notified() => {}
             _ = tokio::time::sleep(pause) => {}
         }
-        let from = floor.begin(&wake.outbox);
-        let now = now_ms();
-        let first = match runs::first_outbox_due(&ShardStore(&reader), from) {
-            Ok(first) => first,
+        let pass = floor.read(&wake.outbox, &reader, Queue::Outbox, deps.concurrency * 2);
+        let due = match pass {
+            Ok(pass) => {
+                pause = next_pause(pass.first, pass.now_ms);
+                pass.due
+            }
             Err(e) => {
                 tracing::warn!(shard, error = %e, "outbox scan failed");
                 pause = IDLE;
-                continue;
-            }
-        };
-        floor.found(first);
-        pause = next_pause(first, now);
-        let due = match runs::due_outbox(&ShardStore(&reader), from, now, deps.concurrency * 2) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(shard, error = %e, "outbox scan failed");
                 continue;
             }
         };

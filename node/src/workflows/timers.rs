@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 use herald_raft::GroupReader;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{now_ms, QueueFloor, ShardStore, Wakeups};
+use herald_shard::runs::Queue;
+
+use crate::cluster::{QueueFloor, Wakeups};
 
 /// Longest sleep without a wake-up (a safety net).
 const IDLE: Duration = Duration::from_secs(1);
@@ -40,26 +42,20 @@ pub async fn run(
             _ = wake.timers.notified() => {}
             _ = tokio::time::sleep(pause) => {}
         }
-        let from = floor.begin(&wake.timers);
-        let now = now_ms();
-        let first = match herald_shard::runs::first_timer_due(&ShardStore(&reader), from) {
-            Ok(first) => first,
+        let due = match floor.read(&wake.timers, &reader, Queue::Timers, PER_TICK) {
+            Ok(pass) => {
+                pause = match pass.first {
+                    Some(due) if due > pass.now_ms => {
+                        Duration::from_millis(due - pass.now_ms).min(IDLE)
+                    }
+                    Some(_) => Duration::ZERO,
+                    None => IDLE,
+                };
+                pass.due
+            }
             Err(e) => {
                 tracing::warn!(shard, error = %e, "timer scan failed");
                 pause = IDLE;
-                continue;
-            }
-        };
-        floor.found(first);
-        pause = match first {
-            Some(due) if due > now => Duration::from_millis(due - now).min(IDLE),
-            Some(_) => Duration::ZERO,
-            None => IDLE,
-        };
-        let due = match herald_shard::runs::due_timers(&ShardStore(&reader), from, now, PER_TICK) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(shard, error = %e, "timer scan failed");
                 continue;
             }
         };

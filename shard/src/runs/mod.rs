@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  leader executor: evaluate trigger (crate::engine) ─► RunsCommand::Record(NewRun...) ─┐
-//!  leader dispatcher: due_outbox ─► provider ─► RunsCommand::Delivery{outcome, logs} ───┤ Raft log
+//!  leader dispatcher: due_rows ─► provider ─► RunsCommand::Delivery{outcome, logs} ─────┤ Raft log
 //!  HTTP: status changes ─► RunsCommand::SetEngagement / BulkEngagement ─────────────────┘
 //!                                 apply (deterministic) ─► rows in crate::keys tables
 //!  HTTP reads ─► RunsQuery ─► query ─► JSON rows (rendered into Knock shapes by herald-node)
@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use apply::apply;
 pub use model::*;
-pub use query::{
-    due_outbox, due_timers, first_outbox_due, first_timer_due, load_message, load_run, query,
-};
+pub use query::{due_rows, first_due, load_message, load_run, query};
 
 use crate::model::RecipientRef;
 

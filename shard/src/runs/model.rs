@@ -311,6 +311,24 @@ pub struct IdempotencyRecord {
     pub expires_ms: u64,
 }
 
+/// A shard's time-ordered queue tables: rows `due_ms | id`, handled by the leader once due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Messages waiting for a provider send (ids are message ids).
+    Outbox,
+    /// Paused runs waiting for their delay to end (ids are run ids).
+    Timers,
+}
+
+impl Queue {
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Queue::Outbox => crate::keys::TAG_OUTBOX,
+            Queue::Timers => crate::keys::TAG_TIMER,
+        }
+    }
+}
+
 /// A due row of a time-ordered queue: a message to send (outbox) or a paused run to resume (timers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueItem {

@@ -255,14 +255,20 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
     Ok(ShardReply::Runs(reply))
 }
 
-/// Rows of a queue table due in `from_ms..=now_ms`, oldest due first.
-fn due_rows(
+/// Rows of `queue` due in `from_ms..=now_ms`, oldest due first: messages to send (outbox) or
+/// paused runs to resume (timers).
+///
+/// Readers pass a floor, `from_ms`: a leader's loop that knows no row is due earlier starts its
+/// range scan there instead of at the table's start, where the rows it already removed leave
+/// deletion tombstones that every scan from the start would step over again.
+pub fn due_rows(
     store: &dyn StoreRead,
-    tag: u8,
+    queue: Queue,
     from_ms: u64,
     now_ms: u64,
     limit: usize,
 ) -> Result<Vec<DueItem>> {
+    let tag = queue.tag();
     let rows = store.scan(
         &keys::due_from(tag, from_ms),
         &keys::due_until(tag, now_ms),
@@ -276,45 +282,12 @@ fn due_rows(
         .collect())
 }
 
-/// The earliest due time at or after `from_ms` in a queue table, if it has such a row.
-fn first_due(store: &dyn StoreRead, tag: u8, from_ms: u64) -> Result<Option<u64>> {
+/// The earliest due time at or after `from_ms` in `queue`, if it has such a row.
+pub fn first_due(store: &dyn StoreRead, queue: Queue, from_ms: u64) -> Result<Option<u64>> {
+    let tag = queue.tag();
     let rows = store.scan(&keys::due_from(tag, from_ms), &[tag + 1], 1, false)?;
     Ok(rows
         .first()
         .and_then(|(k, _)| keys::decode_due(tag, k))
         .map(|(due, _)| due))
-}
-
-// The queue readers take a floor, `from_ms`: a leader's loop that knows no row is due earlier
-// starts its range scan there instead of at the table's start, where the rows it already removed
-// leave deletion tombstones that every scan from the start would step over again.
-
-/// When the earliest message in the outbox due at or after `from_ms` is due.
-pub fn first_outbox_due(store: &dyn StoreRead, from_ms: u64) -> Result<Option<u64>> {
-    first_due(store, keys::TAG_OUTBOX, from_ms)
-}
-
-/// When the earliest paused run due at or after `from_ms` is due to resume.
-pub fn first_timer_due(store: &dyn StoreRead, from_ms: u64) -> Result<Option<u64>> {
-    first_due(store, keys::TAG_TIMER, from_ms)
-}
-
-/// Messages whose send is due in `from_ms..=now_ms`, oldest due first (the dispatcher's work).
-pub fn due_outbox(
-    store: &dyn StoreRead,
-    from_ms: u64,
-    now_ms: u64,
-    limit: usize,
-) -> Result<Vec<DueItem>> {
-    due_rows(store, keys::TAG_OUTBOX, from_ms, now_ms, limit)
-}
-
-/// Paused runs due to resume in `from_ms..=now_ms` (ids are run ids).
-pub fn due_timers(
-    store: &dyn StoreRead,
-    from_ms: u64,
-    now_ms: u64,
-    limit: usize,
-) -> Result<Vec<DueItem>> {
-    due_rows(store, keys::TAG_TIMER, from_ms, now_ms, limit)
 }

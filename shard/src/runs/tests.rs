@@ -166,7 +166,7 @@ fn outbox_retries_then_finishes_once() {
             RunStatus::Completed,
         )]),
     );
-    assert_eq!(due_outbox(&s, 0, 10, 10).unwrap().len(), 1);
+    assert_eq!(due_rows(&s, Queue::Outbox, 0, 10, 10).unwrap().len(), 1);
     let log = r#"{"request":{"method":"POST"},"response":{"status":500}}"#.to_string();
     cmd(
         &mut s,
@@ -180,8 +180,8 @@ fn outbox_retries_then_finishes_once() {
             logs: vec![log.clone()],
         },
     );
-    assert!(due_outbox(&s, 0, 99, 10).unwrap().is_empty());
-    assert_eq!(due_outbox(&s, 0, 100, 10).unwrap()[0].id, m);
+    assert!(due_rows(&s, Queue::Outbox, 0, 99, 10).unwrap().is_empty());
+    assert_eq!(due_rows(&s, Queue::Outbox, 0, 100, 10).unwrap()[0].id, m);
     cmd(
         &mut s,
         100,
@@ -206,7 +206,9 @@ fn outbox_retries_then_finishes_once() {
         (stored.status.as_str(), stored.attempts, stored.logs),
         (DELIVERED, 2, 2)
     );
-    assert!(due_outbox(&s, 0, u64::MAX - 1, 10).unwrap().is_empty());
+    assert!(due_rows(&s, Queue::Outbox, 0, u64::MAX - 1, 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(
         q(&s, RunsQuery::DeliveryLogs(m.clone())),
         RunsReply::Rows(vec![
@@ -234,7 +236,7 @@ fn cancel_stops_paused_runs_only() {
             run("u2", "b", vec![], RunStatus::Completed),
         ]),
     );
-    assert_eq!(due_timers(&s, 0, 50, 10).unwrap().len(), 1);
+    assert_eq!(due_rows(&s, Queue::Timers, 0, 50, 10).unwrap().len(), 1);
     let n = cmd(
         &mut s,
         20,
@@ -245,7 +247,7 @@ fn cancel_stops_paused_runs_only() {
         },
     );
     assert_eq!(n, RunsReply::Count(1));
-    assert!(due_timers(&s, 0, 50, 10).unwrap().is_empty());
+    assert!(due_rows(&s, Queue::Timers, 0, 50, 10).unwrap().is_empty());
     let resumed = cmd(
         &mut s,
         60,
