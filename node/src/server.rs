@@ -34,6 +34,11 @@ impl Node {
         let app = crate::ops::router(cluster.clone()).merge(crate::http::router(backend));
         let stop_http = CancellationToken::new();
         let stop = stop_http.clone();
+        // Responses go out as soon as they are written (no Nagle delay behind an unacknowledged
+        // segment): clients are interactive, one request per round trip.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let http_task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
