@@ -239,7 +239,7 @@ fn outgoing(
         ShardReply::ChannelData(Some(c)) => serde_json::from_str::<Value>(&c.data).ok(),
         _ => None,
     };
-    let mut recipient = msg.recipient_snapshot.clone();
+    let mut recipient = msg.recipient_snapshot_json();
     if let Value::Object(r) = &mut recipient {
         r.insert("id".into(), Value::String(msg.recipient.id.clone()));
     }
@@ -248,7 +248,7 @@ fn outgoing(
         channel_type: msg.channel_type.clone(),
         provider: channel.provider.clone(),
         settings: channel.settings.clone(),
-        content: msg.content.clone(),
+        content: msg.content_json(),
         recipient,
         channel_data,
     }

@@ -127,7 +127,8 @@ fn pick(content: &Value, keys: &[&str], optional: &[&str]) -> Value {
 
 /// Knock's MessageContents: `data` in the shape of the message's channel type.
 pub fn contents(m: &StoredMessage) -> Value {
-    let c = &m.content;
+    let content = m.content_json();
+    let c = &content;
     let data = match m.channel_type.as_str() {
         "email" => pick(
             c,
@@ -163,7 +164,7 @@ pub fn contents(m: &StoredMessage) -> Value {
             }
             out
         }
-        "in_app_feed" => json!({"blocks": blocks(m)}),
+        "in_app_feed" => json!({"blocks": blocks(c)}),
         // http: the request as sent.
         _ => c.clone(),
     };
@@ -175,11 +176,8 @@ pub fn contents(m: &StoredMessage) -> Value {
     })
 }
 
-fn blocks(m: &StoredMessage) -> Value {
-    m.content
-        .get("blocks")
-        .cloned()
-        .unwrap_or_else(|| json!([]))
+fn blocks(content: &Value) -> Value {
+    content.get("blocks").cloned().unwrap_or_else(|| json!([]))
 }
 
 /// Knock's MessageEvent from a stored event row.
@@ -238,17 +236,16 @@ pub fn feed_item(m: &StoredMessage, compact: bool) -> Value {
         .collect();
     let data = if compact {
         actors.truncate(1);
-        match &m.data {
+        match m.data_json() {
             Value::Object(d) => Value::Object(
-                d.iter()
+                d.into_iter()
                     .filter(|(_, v)| !v.is_object() && !v.is_array())
-                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
-            other => other.clone(),
+            other => other,
         }
     } else {
-        m.data.clone()
+        m.data_json()
     };
     let mut item = json!({
         "__typename": "FeedItem",
@@ -263,7 +260,7 @@ pub fn feed_item(m: &StoredMessage, compact: bool) -> Value {
         "total_actors": m.actors.len(),
         "activities": [activity(m)],
         "total_activities": 1,
-        "blocks": blocks(m),
+        "blocks": blocks(&m.content_json()),
         "read_at": opt_iso(m.read_ms),
         "seen_at": opt_iso(m.seen_ms),
         "interacted_at": opt_iso(m.interacted_ms),

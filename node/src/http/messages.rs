@@ -402,7 +402,8 @@ async fn activities(
     let pairs: Map<String, Value> = filter
         .and_then(|f| serde_json::from_str(&f).ok())
         .unwrap_or_default();
-    let rows: Vec<Value> = if pairs.iter().all(|(k, v)| m.data.get(k) == Some(v)) {
+    let data = m.data_json();
+    let rows: Vec<Value> = if pairs.iter().all(|(k, v)| data.get(k) == Some(v)) {
         vec![mr::activity(&m)]
     } else {
         vec![]

@@ -143,6 +143,11 @@ fn parse_json(what: &str, s: &str) -> Check<Value> {
     serde_json::from_str(s).map_err(|e| format!("{what} is not valid JSON: {e}"))
 }
 
+/// Check that `s` is JSON and keep it as text.
+fn check_raw(what: &str, s: &str) -> Check<RawJson> {
+    raw_json(s.to_owned()).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}
+
 /// A run's JSON documents, parsed once by [`check_run`] and written by [`record`].
 struct RunDocs {
     data: Value,
@@ -150,7 +155,7 @@ struct RunDocs {
     /// One per step, in order.
     step_data: Vec<Value>,
     /// `(content, recipient snapshot)` per message, in order.
-    messages: Vec<(Value, Value)>,
+    messages: Vec<(RawJson, RawJson)>,
 }
 
 /// Check everything `record` needs before any write, parsing each document once.
@@ -182,8 +187,8 @@ fn check_run(run: &NewRun) -> Check<RunDocs> {
             .iter()
             .map(|m| {
                 Ok((
-                    parse_json("message content", &m.content)?,
-                    parse_json("recipient snapshot", &m.recipient_snapshot)?,
+                    check_raw("message content", &m.content)?,
+                    check_raw("recipient snapshot", &m.recipient_snapshot)?,
                 ))
             })
             .collect::<Check<_>>()?,
@@ -263,8 +268,11 @@ fn record(
             "inserted_ms": now_ms,
         }));
     }
+    // Every message keeps the trigger's data as the text it came in (checked in `check_run`).
+    let message_data =
+        raw_json(run.data.clone()).map_err(|e| Error::Corrupt(format!("run data: {e}")))?;
     for (m, (content, snapshot)) in run.messages.iter().zip(docs.messages) {
-        create_message(store, now_ms, run, &data, m, content, snapshot)?;
+        create_message(store, now_ms, run, &message_data, m, content, snapshot)?;
         message_ids.push(m.id.clone());
     }
     let stored = StoredRun {
@@ -318,10 +326,10 @@ fn create_message(
     store: &mut dyn Store,
     now_ms: u64,
     run: &NewRun,
-    data: &Value,
+    data: &RawJson,
     m: &NewMessage,
-    content: Value,
-    recipient_snapshot: Value,
+    content: RawJson,
+    recipient_snapshot: RawJson,
 ) -> Result<()> {
     let r = &run.recipient;
     let queued = m.status == QUEUED;
@@ -488,7 +496,7 @@ fn engage(
         }
         Engagement::LinkClicked => set(&mut m.link_clicked_ms),
     }
-    if m == before {
+    if m.engagement_state() == before.engagement_state() {
         return Ok(Some(m));
     }
     m.updated_ms = now_ms;

@@ -220,8 +220,32 @@ pub struct FeedCounts {
     pub archived_unseen: u64,
 }
 
+/// A JSON document kept as its text: stored, loaded and copied without being parsed into a tree
+/// (a message's data, content and recipient snapshot are most of its bytes, and the delivery
+/// path loads and rewrites messages without reading them). Parse where read.
+pub type RawJson = Box<serde_json::value::RawValue>;
+
+/// Text to [`RawJson`], checking that it is JSON (without building a tree).
+pub fn raw_json(text: String) -> std::result::Result<RawJson, serde_json::Error> {
+    serde_json::value::RawValue::from_string(text)
+}
+
+/// A value as [`RawJson`]. Serializing a `Value` cannot fail.
+pub fn raw_json_of(value: &Value) -> RawJson {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| raw_null())
+}
+
+fn raw_null() -> RawJson {
+    serde_json::value::RawValue::NULL.to_owned()
+}
+
+fn parse_raw(raw: &serde_json::value::RawValue) -> Value {
+    // Stored rows were checked when written; a row that is not JSON reads as null.
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
 /// A message row. Times are ms since the epoch (leader time).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub id: String,
     pub channel_id: String,
@@ -245,10 +269,12 @@ pub struct StoredMessage {
     pub archived_ms: Option<u64>,
     pub inserted_ms: u64,
     pub updated_ms: u64,
-    pub data: Value,
-    pub content: Value,
+    /// The trigger's data.
+    pub data: RawJson,
+    /// The rendered content, in the channel type's shape.
+    pub content: RawJson,
     pub metadata: Option<Value>,
-    pub recipient_snapshot: Value,
+    pub recipient_snapshot: RawJson,
     /// Delivery attempts made so far.
     pub attempts: u32,
     /// The outbox row holding this message, while it waits for a send.
@@ -259,6 +285,36 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The trigger's data, parsed.
+    pub fn data_json(&self) -> Value {
+        parse_raw(&self.data)
+    }
+
+    /// The rendered content, parsed.
+    pub fn content_json(&self) -> Value {
+        parse_raw(&self.content)
+    }
+
+    /// The recipient's properties when the message was made, parsed.
+    pub fn recipient_snapshot_json(&self) -> Value {
+        parse_raw(&self.recipient_snapshot)
+    }
+
+    /// What an engagement change can change: its timestamps and the interaction metadata.
+    #[allow(clippy::type_complexity)]
+    pub fn engagement_state(&self) -> ([Option<u64>; 5], Option<&Value>) {
+        (
+            [
+                self.seen_ms,
+                self.read_ms,
+                self.interacted_ms,
+                self.link_clicked_ms,
+                self.archived_ms,
+            ],
+            self.metadata.as_ref(),
+        )
+    }
+
     pub fn is_in_app(&self) -> bool {
         self.channel_type == IN_APP_FEED
     }

@@ -153,7 +153,10 @@ pub(super) fn matches(m: &StoredMessage, f: &MessageFilter) -> bool {
     let trigger_data_ok = match &f.trigger_data {
         None => true,
         Some(s) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(pairs)) => pairs.iter().all(|(k, v)| m.data.get(k) == Some(v)),
+            Ok(Value::Object(pairs)) => {
+                let data = m.data_json();
+                pairs.iter().all(|(k, v)| data.get(k) == Some(v))
+            }
             _ => false,
         },
     };
