@@ -53,39 +53,65 @@ pub fn time_of_id(id: &str) -> Option<u64> {
     Some(u64::from_be_bytes(ms))
 }
 
+/// The 160-bit number as five big-endian 32-bit limbs (arithmetic on limbs, not bytes: an id is
+/// minted for every run and message and parsed for every message id a request names).
+type Limbs = [u32; RAW_LEN / 4];
+
+/// Digit value of each byte in [`ALPHABET`], `NOT_A_DIGIT` for the others.
+const DIGITS: [u8; 256] = {
+    let mut table = [NOT_A_DIGIT; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_A_DIGIT: u8 = 0xff;
+
 fn encode(raw: &[u8; RAW_LEN]) -> String {
-    // Repeated division of the big-endian number by 62.
-    let mut num = raw.to_vec();
+    let mut limbs: Limbs = [0; RAW_LEN / 4];
+    for (limb, chunk) in limbs.iter_mut().zip(raw.chunks_exact(4)) {
+        *limb = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    // Repeated division of the big-endian number by 62, least significant digit first.
     let mut out = [b'0'; ID_LEN];
-    for slot in out.iter_mut().rev() {
-        let mut rem = 0u32;
-        for byte in num.iter_mut() {
-            let acc = (rem << 8) | u32::from(*byte);
-            *byte = (acc / 62) as u8;
+    for digit in out.iter_mut().rev() {
+        let mut rem = 0u64;
+        for limb in limbs.iter_mut() {
+            let acc = (rem << 32) | u64::from(*limb);
+            *limb = (acc / 62) as u32;
             rem = acc % 62;
         }
-        *slot = ALPHABET[rem as usize];
+        *digit = ALPHABET[rem as usize];
     }
-    out.iter().map(|&b| b as char).collect()
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 fn decode(id: &str) -> Option<[u8; RAW_LEN]> {
     if id.len() != ID_LEN {
         return None;
     }
-    let mut raw = [0u8; RAW_LEN];
+    let mut limbs: Limbs = [0; RAW_LEN / 4];
     for c in id.bytes() {
-        let digit = ALPHABET.iter().position(|&a| a == c)? as u32;
-        // raw = raw * 62 + digit
-        let mut carry = digit;
-        for byte in raw.iter_mut().rev() {
-            let acc = u32::from(*byte) * 62 + carry;
-            *byte = (acc & 0xff) as u8;
-            carry = acc >> 8;
+        let digit = DIGITS[usize::from(c)];
+        if digit == NOT_A_DIGIT {
+            return None;
+        }
+        // limbs = limbs * 62 + digit
+        let mut carry = u64::from(digit);
+        for limb in limbs.iter_mut().rev() {
+            let acc = u64::from(*limb) * 62 + carry;
+            *limb = acc as u32;
+            carry = acc >> 32;
         }
         if carry != 0 {
             return None;
         }
+    }
+    let mut raw = [0u8; RAW_LEN];
+    for (chunk, limb) in raw.chunks_exact_mut(4).zip(limbs) {
+        chunk.copy_from_slice(&limb.to_be_bytes());
     }
     Some(raw)
 }
@@ -123,7 +149,38 @@ mod tests {
         );
     }
 
+    /// The byte-at-a-time base62 conversion ids were first minted with: stored ids must not change.
+    fn encode_bytewise(raw: &[u8; RAW_LEN]) -> String {
+        let mut num = raw.to_vec();
+        let mut out = [b'0'; ID_LEN];
+        for slot in out.iter_mut().rev() {
+            let mut rem = 0u32;
+            for byte in num.iter_mut() {
+                let acc = (rem << 8) | u32::from(*byte);
+                *byte = (acc / 62) as u8;
+                rem = acc % 62;
+            }
+            *slot = ALPHABET[rem as usize];
+        }
+        out.iter().map(|&b| char::from(b)).collect()
+    }
+
+    #[test]
+    fn extremes_encode_as_before() {
+        for raw in [[0u8; RAW_LEN], [0xff; RAW_LEN]] {
+            assert_eq!(encode(&raw), encode_bytewise(&raw));
+            assert_eq!(decode(&encode(&raw)), Some(raw));
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn ids_encode_as_the_bytewise_conversion_did(raw: [u8; RAW_LEN]) {
+            let id = encode(&raw);
+            proptest::prop_assert_eq!(&id, &encode_bytewise(&raw));
+            proptest::prop_assert_eq!(decode(&id), Some(raw));
+        }
+
         #[test]
         fn any_id_round_trips(ms: u64, slot in 0u16..4096, e: [u8; 10]) {
             let id = make_id(ms, slot, e);
