@@ -29,10 +29,26 @@ pub const OUTBOX_DUE: &str = "herald_outbox_due";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Install the process-wide recorder once (several in-process nodes in tests share it) and return
-/// the handle that renders `/metrics`.
+/// How often recorded histogram samples are folded into their summaries. Without it they pile up
+/// in memory until the next scrape, without bound on a node nobody scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Install the process-wide recorder once (several in-process nodes in tests share it), start its
+/// upkeep thread, and return the handle that renders `/metrics`.
 pub fn prometheus() -> Option<PrometheusHandle> {
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            let upkeep = handle.clone();
+            // A plain thread: the recorder may be installed before the async runtime exists.
+            std::thread::Builder::new()
+                .name("herald-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
         .clone()
 }
