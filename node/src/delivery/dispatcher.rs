@@ -82,7 +82,12 @@ pub async fn run(
         let pass = floor.read(&wake.outbox, &reader, Queue::Outbox, deps.concurrency * 2);
         let due = match pass {
             Ok(pass) => {
-                pause = next_pause(pass.first, pass.now_ms);
+                // A row already due is being sent (it keeps its row until the result commits,
+                // which wakes the loop), so that case waits for the wake.
+                pause = match pass.first_due_in() {
+                    Some(wait) if !wait.is_zero() => wait.min(IDLE),
+                    _ => IDLE,
+                };
                 pass.due
             }
             Err(e) => {
@@ -122,16 +127,6 @@ pub async fn run(
                 drop(permit);
             });
         }
-    }
-}
-
-/// How long to sleep until the earliest outbox row (`first`) is due. A row already due is being
-/// sent (it keeps its row until the result commits, which wakes the loop), so that case waits for
-/// the wake.
-fn next_pause(first: Option<u64>, now: u64) -> Duration {
-    match first {
-        Some(due) if due > now => Duration::from_millis(due - now).min(IDLE),
-        _ => IDLE,
     }
 }
 

@@ -44,13 +44,8 @@ pub async fn run(
         }
         let due = match floor.read(&wake.timers, &reader, Queue::Timers, PER_TICK) {
             Ok(pass) => {
-                pause = match pass.first {
-                    Some(due) if due > pass.now_ms => {
-                        Duration::from_millis(due - pass.now_ms).min(IDLE)
-                    }
-                    Some(_) => Duration::ZERO,
-                    None => IDLE,
-                };
+                // Rows left due (more than one pass's worth) are read again at once.
+                pause = pass.first_due_in().map_or(IDLE, |wait| wait.min(IDLE));
                 pass.due
             }
             Err(e) => {

@@ -230,15 +230,6 @@ pub fn raw_json(text: String) -> std::result::Result<RawJson, serde_json::Error>
     serde_json::value::RawValue::from_string(text)
 }
 
-/// A value as [`RawJson`]. Serializing a `Value` cannot fail.
-pub fn raw_json_of(value: &Value) -> RawJson {
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| raw_null())
-}
-
-fn raw_null() -> RawJson {
-    serde_json::value::RawValue::NULL.to_owned()
-}
-
 fn parse_raw(raw: &serde_json::value::RawValue) -> Value {
     // Stored rows were checked when written; a row that is not JSON reads as null.
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
