@@ -34,6 +34,9 @@ pub struct Config {
     pub service_token: Option<String>,
     /// fsync the WAL before acknowledging writes. Turn off only for benchmarks of the non-durable case.
     pub sync_wal: bool,
+    /// Least microseconds between the starts of two WAL syncs: a busy node makes each fsync cover
+    /// more writes, at up to this much added latency; an idle node syncs at once. 0 turns it off.
+    pub wal_sync_interval_us: u64,
     /// Raft heartbeat interval; elections time out after 4-8 heartbeats.
     pub heartbeat_ms: u64,
     /// Log format: "text" or "json".
@@ -65,6 +68,7 @@ impl Default for Config {
             public_key: None,
             service_token: None,
             sync_wal: true,
+            wal_sync_interval_us: herald_raft::DEFAULT_WAL_SYNC_INTERVAL.as_micros() as u64,
             heartbeat_ms: 250,
             log_format: "text".into(),
             smtp_host: "127.0.0.1".into(),
@@ -87,6 +91,9 @@ impl Config {
         }
         if !(1..=7).contains(&self.replication) {
             return bad("replication must be in 1..=7");
+        }
+        if self.wal_sync_interval_us > 100_000 {
+            return bad("wal_sync_interval_us must be <= 100000 (100 ms)");
         }
         if self.heartbeat_ms < 10 {
             return bad("heartbeat_ms must be >= 10");

@@ -111,6 +111,9 @@ struct StartArgs {
     /// fsync the WAL before acknowledging (default true).
     #[arg(long, env = "HERALD_SYNC_WAL")]
     sync_wal: Option<bool>,
+    /// Least microseconds between two WAL syncs under load (default 1000; 0 = sync at once).
+    #[arg(long, env = "HERALD_WAL_SYNC_INTERVAL_US")]
+    wal_sync_interval_us: Option<u64>,
     #[arg(long, env = "HERALD_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
     #[arg(long, env = "HERALD_LOG_FORMAT")]
@@ -161,6 +164,7 @@ impl StartArgs {
             shards,
             replication,
             sync_wal,
+            wal_sync_interval_us,
             heartbeat_ms,
             log_format,
             smtp_host,

@@ -214,6 +214,7 @@ impl Cluster {
             &config.data_dir.join("db"),
             StorageConfig {
                 sync_wal: config.sync_wal,
+                wal_sync_interval: std::time::Duration::from_micros(config.wal_sync_interval_us),
             },
         )
         .map_err(|e| Error::Internal(format!("open storage: {e}")))?;

@@ -1,6 +1,6 @@
 //! [`MetaView`]: typed local reads of the meta group's applied state.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use herald_raft::transport::ClusterCa;
@@ -19,6 +19,8 @@ pub struct MetaView {
     /// (every trigger reads them; the read stays, the JSON decoding does not repeat).
     workflows: Arc<Decoded<super::WorkflowRecord>>,
     channels: Arc<Decoded<Vec<ChannelRecord>>>,
+    /// Written once at bootstrap and never changed (the shard count routes every request).
+    info: Arc<OnceLock<ClusterInfo>>,
 }
 
 /// A cache of values decoded from stored bytes: an entry is valid while the bytes are equal, so
@@ -66,6 +68,7 @@ impl MetaView {
             keys: Arc::default(),
             workflows: Arc::default(),
             channels: Arc::default(),
+            info: Arc::default(),
         }
     }
 
@@ -74,8 +77,13 @@ impl MetaView {
         serde_json::from_slice(&raw).ok()
     }
 
+    /// The cluster's fixed settings; `None` until the meta group applied the bootstrap entry.
     pub fn info(&self) -> Option<ClusterInfo> {
-        self.json(&keys::info())
+        if let Some(info) = self.info.get() {
+            return Some(info.clone());
+        }
+        let info: ClusterInfo = self.json(&keys::info())?;
+        Some(self.info.get_or_init(|| info).clone())
     }
 
     pub fn api_keys(&self) -> Option<ApiKeys> {

@@ -16,6 +16,12 @@
 //! queued meanwhile, syncs the WAL once, and completes them together: openraft only counts an entry
 //! towards a quorum once its callback ran, so nothing is acknowledged before it is on disk, and many
 //! appends of many groups share one fsync. Votes are written with a synchronous write.
+//!
+//! Under load the syncer also waits until [`StorageConfig::wal_sync_interval`] has passed since its
+//! previous sync began (a commit delay, as PostgreSQL's `commit_delay`): an idle node syncs at once,
+//! a busy one syncs at most once per interval, and every sync carries more entries. On a VM an
+//! fdatasync costs ~80 µs of CPU in the guest besides its wait (virtio notifications, inode write);
+//! at 1 ms, one node acknowledged 20% more identifies/s with a lower p99 (docs/benchmarks.md).
 //! State-machine writes are not synced: after a crash the log (synced) is re-applied from the
 //! persisted `last_applied`, which is written atomically with the data it covers.
 
@@ -26,6 +32,7 @@ mod state_machine;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 
@@ -37,15 +44,25 @@ pub use state_machine::{
 use crate::error::{Error, Result};
 use crate::types::{GroupId, TypeConfig};
 
-/// Storage tuning. `sync_wal = false` trades durability for speed (benchmarks only).
+/// Storage tuning.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// `false` trades durability for speed (benchmarks only).
     pub sync_wal: bool,
+    /// Least time between the starts of two WAL syncs (see the module docs). Zero: sync as soon as
+    /// anything is queued.
+    pub wal_sync_interval: Duration,
 }
+
+/// Default of [`StorageConfig::wal_sync_interval`].
+pub const DEFAULT_WAL_SYNC_INTERVAL: Duration = Duration::from_millis(1);
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { sync_wal: true }
+        StorageConfig {
+            sync_wal: true,
+            wal_sync_interval: DEFAULT_WAL_SYNC_INTERVAL,
+        }
     }
 }
 
@@ -100,7 +117,7 @@ impl RocksStorage {
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
-        let (syncer, thread) = WalSyncer::spawn(db.clone(), config.sync_wal)?;
+        let (syncer, thread) = WalSyncer::spawn(db.clone(), config)?;
         Ok(Arc::new(RocksStorage {
             db,
             syncer: Some(syncer),
@@ -188,7 +205,7 @@ struct WalSyncer;
 impl WalSyncer {
     fn spawn(
         db: Arc<DB>,
-        sync: bool,
+        config: StorageConfig,
     ) -> Result<(
         mpsc::Sender<openraft::storage::LogFlushed<TypeConfig>>,
         std::thread::JoinHandle<()>,
@@ -197,10 +214,17 @@ impl WalSyncer {
         let thread = std::thread::Builder::new()
             .name("herald-wal-sync".into())
             .spawn(move || {
+                let mut last_sync: Option<Instant> = None;
                 while let Ok(first) = rx.recv() {
+                    if let Some(wait) =
+                        sync_wait(last_sync.map(|t| t.elapsed()), config.wal_sync_interval)
+                    {
+                        std::thread::sleep(wait);
+                    }
+                    last_sync = Some(Instant::now());
                     let mut pending = vec![first];
                     pending.extend(rx.try_iter());
-                    let result = db.flush_wal(sync);
+                    let result = db.flush_wal(config.sync_wal);
                     metrics::counter!(crate::metrics::WAL_SYNCS).increment(1);
                     metrics::histogram!(crate::metrics::WAL_SYNC_BATCH)
                         .record(pending.len() as f64);
@@ -217,6 +241,12 @@ impl WalSyncer {
     }
 }
 
+/// How long the syncer waits before its next sync, given the time since the previous one began.
+fn sync_wait(since_last: Option<Duration>, interval: Duration) -> Option<Duration> {
+    let wait = interval.saturating_sub(since_last?);
+    (!wait.is_zero()).then_some(wait)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| Error::Codec(e.to_string()))
@@ -226,4 +256,25 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> 
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| Error::Codec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_syncer_waits_only_for_the_rest_of_the_interval() {
+        let ms = Duration::from_millis;
+        // First sync, or the previous one long ago: at once.
+        assert_eq!(sync_wait(None, ms(1)), None);
+        assert_eq!(sync_wait(Some(ms(5)), ms(1)), None);
+        assert_eq!(sync_wait(Some(ms(1)), ms(1)), None);
+        // Busy: the rest of the interval.
+        assert_eq!(
+            sync_wait(Some(Duration::from_micros(300)), ms(1)),
+            Some(Duration::from_micros(700))
+        );
+        // Interval zero: never waits.
+        assert_eq!(sync_wait(Some(Duration::ZERO), Duration::ZERO), None);
+    }
 }
