@@ -140,6 +140,16 @@ mod tests {
     }
 
     #[test]
+    fn wal_sync_interval_is_bounded() {
+        let mut c = Config::default();
+        assert_eq!(c.wal_sync_interval_us, 1_000);
+        c.wal_sync_interval_us = 0;
+        c.validate().unwrap();
+        c.wal_sync_interval_us = 100_001;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_an_error() {
         assert!(toml::from_str::<Config>("shard = 16\n").is_err());
     }

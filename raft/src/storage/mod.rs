@@ -16,14 +16,14 @@
 //! queued meanwhile, syncs the WAL once, and completes them together: openraft only counts an entry
 //! towards a quorum once its callback ran, so nothing is acknowledged before it is on disk, and many
 //! appends of many groups share one fsync. Votes are written with a synchronous write.
+//! State-machine writes are not synced: after a crash the log (synced) is re-applied from the
+//! persisted `last_applied`, which is written atomically with the data it covers.
 //!
 //! Under load the syncer also waits until [`StorageConfig::wal_sync_interval`] has passed since its
 //! previous sync began (a commit delay, as PostgreSQL's `commit_delay`): an idle node syncs at once,
 //! a busy one syncs at most once per interval, and every sync carries more entries. On a VM an
-//! fdatasync costs ~80 µs of CPU in the guest besides its wait (virtio notifications, inode write);
+//! fdatasync cost about 80 µs of CPU in the guest besides its wait (virtio notifications, inode write);
 //! at 1 ms, one node acknowledged 20% more identifies/s with a lower p99 (docs/benchmarks.md).
-//! State-machine writes are not synced: after a crash the log (synced) is re-applied from the
-//! persisted `last_applied`, which is written atomically with the data it covers.
 
 pub mod keys;
 mod log_store;
