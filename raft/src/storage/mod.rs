@@ -22,7 +22,7 @@
 //! Under load the syncer also waits until [`StorageConfig::wal_sync_interval`] has passed since its
 //! previous sync began (a commit delay, as PostgreSQL's `commit_delay`): an idle node syncs at once,
 //! a busy one syncs at most once per interval, and every sync carries more entries. On a VM an
-//! fdatasync cost about 80 µs of CPU in the guest besides its wait (virtio notifications, inode write);
+//! fdatasync cost about 85 µs of CPU in the guest besides its wait (virtio notifications, inode write);
 //! at 1 ms, one node acknowledged 20% more identifies/s with a lower p99 (docs/benchmarks.md).
 
 pub mod keys;

@@ -21,7 +21,7 @@ pub(crate) const PREFIX_LEN: usize = 4;
 const INITIAL_BUFFER: usize = 64 * 1024;
 
 /// Frames up to this size are written with one copy and one write.
-const COALESCE_BELOW: usize = 64 * 1024;
+const ONE_WRITE_MAX: usize = 64 * 1024;
 
 /// Writes one frame. Fails with `FrameTooLarge` before writing anything if `payload` is too big.
 pub(crate) async fn write_frame<W>(writer: &mut W, payload: &[u8], max_len: u32) -> Result<()>
@@ -29,7 +29,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let len = checked_len(payload.len(), max_len)?;
-    if payload.len() <= COALESCE_BELOW {
+    if payload.len() <= ONE_WRITE_MAX {
         // One write: with the prefix written apart, QUIC's connection driver (often on the other
         // worker thread) can send the 4 bytes in a packet of their own.
         let mut frame = Vec::with_capacity(PREFIX_LEN + payload.len());
@@ -90,7 +90,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let payload = vec![7u8; 10_000];
         // Above the one-write size: prefix and payload go out in two writes.
-        let large = vec![9u8; COALESCE_BELOW + 1];
+        let large = vec![9u8; ONE_WRITE_MAX + 1];
         let writer = tokio::spawn(async move {
             write_frame(&mut a, &payload, 1 << 20).await.unwrap();
             write_frame(&mut a, &large, 1 << 20).await.unwrap();
@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(first.len(), 10_000);
         assert!(first.iter().all(|&x| x == 7));
         let second = read_frame(&mut b, 1 << 20).await.unwrap();
-        assert_eq!(second.len(), COALESCE_BELOW + 1);
+        assert_eq!(second.len(), ONE_WRITE_MAX + 1);
         assert!(second.iter().all(|&x| x == 9));
         assert!(read_frame(&mut b, 1 << 20).await.unwrap().is_empty());
         writer.await.unwrap();
