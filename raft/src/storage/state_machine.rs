@@ -8,7 +8,10 @@
 //! - All writes of one `apply` call (data, `last_applied`, membership) go into one atomic RocksDB
 //!   write batch, so a crash leaves either all of them or none; the log is re-applied from
 //!   `last_applied`.
-//! - A snapshot is cut from one RocksDB snapshot, so its data and its `last_applied` agree.
+//! - The group's state in RocksDB *is* its snapshot: building one only records that it exists (so
+//!   openraft may purge the log), and `get_current_snapshot` cuts the data, `last_applied` and
+//!   membership from one RocksDB snapshot, so they agree. Nothing copies the whole state except
+//!   sending it to a replica that needs it.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -265,13 +268,6 @@ struct SnapshotBody {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// The persisted current snapshot (meta + body), kept so `get_current_snapshot` survives restarts.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    body: Vec<u8>,
-}
-
 pub struct RocksStateMachine {
     storage: Arc<RocksStorage>,
     group: GroupId,
@@ -400,17 +396,8 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         self.membership = meta.last_membership.clone();
         self.put_bookkeeping(&mut batch, true)
             .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            body: body_bytes,
-        };
-        let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
-        let stored = encode(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        batch.put_cf(
-            state_cf,
-            keys::state_key(self.group, keys::STATE_SNAPSHOT),
-            stored,
-        );
+        put_snapshot_mark(&self.storage, self.group, &mut batch, meta)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
         self.storage
             .db()
             .write(batch)
@@ -419,19 +406,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let cf = self.storage.cf(keys::CF_RAFT_STATE);
-        let raw = self
-            .storage
-            .db()
-            .get_cf(cf, keys::state_key(self.group, keys::STATE_SNAPSHOT))
-            .map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
-        let Some(raw) = raw else { return Ok(None) };
-        let stored: StoredSnapshot =
-            decode(&raw).map_err(|e| snap_err(None, ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.body)),
-        }))
+        cut_snapshot(&self.storage, self.group).map_err(|e| snap_err(None, ErrorVerb::Read, e))
     }
 }
 
@@ -441,66 +416,102 @@ pub struct RocksSnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
+    /// Records that a snapshot exists as of the last applied entry, so openraft may purge the log
+    /// before it. The returned snapshot carries the meta only (all openraft reads of a built
+    /// snapshot): its data is the group's state itself, cut by `get_current_snapshot` when a
+    /// replica needs it.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let err = |e: crate::error::Error| snap_err(None, ErrorVerb::Read, e);
-        let db = self.storage.db();
-        let view = db.snapshot();
-        let state_cf = self.storage.cf(keys::CF_RAFT_STATE);
-        let last_applied: Option<LogId> = match view
-            .get_cf(
-                state_cf,
-                keys::state_key(self.group, keys::STATE_SM_APPLIED),
-            )
-            .map_err(|e| err(e.into()))?
-        {
-            Some(b) => decode(&b).map_err(err)?,
-            None => None,
-        };
-        let membership: StoredMembership = match view
-            .get_cf(
-                state_cf,
-                keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
-            )
-            .map_err(|e| err(e.into()))?
-        {
-            Some(b) => decode(&b).map_err(err)?,
-            None => StoredMembership::default(),
-        };
-        let cf = self.storage.cf(keys::state_cf(self.group));
-        let prefix = keys::group_prefix(self.group);
-        let mut entries = Vec::new();
-        for item in view.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, v) = item.map_err(|e| err(e.into()))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            entries.push((keys::strip_group(&k).to_vec(), v.to_vec()));
-        }
+        let view = self.storage.db().snapshot();
+        let meta = snapshot_meta(&self.storage, self.group, &view).map_err(err)?;
         drop(view);
-        let body = encode(&SnapshotBody { entries }).map_err(err)?;
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, body.len()),
-            None => format!("none-{}", body.len()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = encode(&StoredSnapshot {
-            meta: meta.clone(),
-            body: body.clone(),
-        })
-        .map_err(err)?;
-        db.put_cf(
-            state_cf,
-            keys::state_key(self.group, keys::STATE_SNAPSHOT),
-            stored,
-        )
-        .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::default();
+        put_snapshot_mark(&self.storage, self.group, &mut batch, &meta)
+            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
+        self.storage
+            .db()
+            .write(batch)
+            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(body)),
+            snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
+}
+
+/// Mark that the group has a snapshot (built or installed). The row holds the meta of that moment,
+/// for inspection; the snapshot served later is cut from the state as it is then.
+fn put_snapshot_mark(
+    storage: &RocksStorage,
+    group: GroupId,
+    batch: &mut WriteBatch,
+    meta: &SnapshotMeta,
+) -> Result<()> {
+    batch.put_cf(
+        storage.cf(keys::CF_RAFT_STATE),
+        keys::state_key(group, keys::STATE_SNAPSHOT),
+        encode(meta)?,
+    );
+    Ok(())
+}
+
+/// The group's current snapshot: `None` until one was built or installed; otherwise the whole
+/// application state and the `last_applied` and membership it reflects, all read from one RocksDB
+/// snapshot so they agree. Its `last_log_id` is at or after the one built, which is what openraft
+/// needs: the log it purged is covered either way.
+fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Snapshot>> {
+    let db = storage.db();
+    let view = db.snapshot();
+    let mark = view.get_cf(
+        storage.cf(keys::CF_RAFT_STATE),
+        keys::state_key(group, keys::STATE_SNAPSHOT),
+    )?;
+    if mark.is_none() {
+        return Ok(None);
+    }
+    let cf = storage.cf(keys::state_cf(group));
+    let prefix = keys::group_prefix(group);
+    let mut entries = Vec::new();
+    for item in view.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        entries.push((keys::strip_group(&k).to_vec(), v.to_vec()));
+    }
+    let body = encode(&SnapshotBody { entries })?;
+    let meta = snapshot_meta(storage, group, &view)?;
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(body)),
+    }))
+}
+
+/// The snapshot meta of the state seen by `view`. Apply is deterministic, so the last applied log id
+/// names the content: every cut at that id carries the same state.
+fn snapshot_meta(
+    storage: &RocksStorage,
+    group: GroupId,
+    view: &rocksdb::Snapshot<'_>,
+) -> Result<SnapshotMeta> {
+    let state_cf = storage.cf(keys::CF_RAFT_STATE);
+    let last_applied: Option<LogId> =
+        match view.get_cf(state_cf, keys::state_key(group, keys::STATE_SM_APPLIED))? {
+            Some(b) => decode(&b)?,
+            None => None,
+        };
+    let last_membership: StoredMembership =
+        match view.get_cf(state_cf, keys::state_key(group, keys::STATE_SM_MEMBERSHIP))? {
+            Some(b) => decode(&b)?,
+            None => StoredMembership::default(),
+        };
+    let snapshot_id = match last_applied {
+        Some(l) => format!("{}-{}", l.leader_id, l.index),
+        None => "none".to_owned(),
+    };
+    Ok(SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership,
+        snapshot_id,
+    })
 }

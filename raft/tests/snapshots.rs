@@ -1,0 +1,103 @@
+//! Snapshots of a group are its RocksDB state: building one records only that it exists, and the
+//! snapshot served to a replica is cut from the state as it is then, data and meta agreeing.
+
+use std::sync::Arc;
+
+use herald_raft::storage::{keys, GroupBatch, GroupState, RocksStateMachine, StateMachineLogic};
+use herald_raft::types::{Entry, GroupId, LogId, Payload};
+use herald_raft::{RocksStorage, StorageConfig};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+/// Stores each payload under itself.
+struct Echo;
+
+impl StateMachineLogic for Echo {
+    fn apply(&self, state: &mut GroupBatch<'_>, payload: &[u8]) -> Vec<u8> {
+        state.put(payload, payload);
+        Vec::new()
+    }
+}
+
+const GROUP: GroupId = GroupId(7);
+
+fn log_id(index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(1, 1), index)
+}
+
+fn normal(index: u64, payload: &[u8]) -> Entry {
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(Payload(payload.to_vec())),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> (Arc<RocksStorage>, RocksStateMachine) {
+    let storage = RocksStorage::open(dir.path(), StorageConfig::default()).expect("open");
+    let sm = storage.state_machine(GROUP, Arc::new(Echo)).expect("sm");
+    (storage, sm)
+}
+
+#[tokio::test]
+async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, mut sm) = open(&dir);
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+
+    let membership = Entry {
+        log_id: log_id(1),
+        payload: EntryPayload::Membership(Membership::new(vec![[1u64].into()], None)),
+    };
+    sm.apply([membership, normal(2, b"a")]).await.unwrap();
+    // A big value: building the snapshot must not copy it anywhere.
+    let big = vec![b'x'; 1 << 20];
+    sm.apply([normal(3, &big)]).await.unwrap();
+
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id, Some(log_id(3)));
+    let mark = storage
+        .db()
+        .get_cf(
+            storage.db().cf_handle(keys::CF_RAFT_STATE).unwrap(),
+            keys::state_key(GROUP, keys::STATE_SNAPSHOT),
+        )
+        .unwrap()
+        .expect("the snapshot is recorded");
+    assert!(
+        mark.len() < 1024,
+        "building copied the state ({} bytes)",
+        mark.len()
+    );
+
+    // Entries applied after the build are in the snapshot served later, with a meta that says so.
+    sm.apply([normal(4, b"b")]).await.unwrap();
+    let served = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    assert_eq!(served.meta.last_log_id, Some(log_id(4)));
+    assert_eq!(served.meta.last_membership.log_id(), &Some(log_id(1)));
+
+    // Installed elsewhere, it reproduces the state and the applied position.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other, mut replica) = open(&other_dir);
+    replica
+        .install_snapshot(&served.meta, served.snapshot)
+        .await
+        .unwrap();
+    let (applied, membership) = replica.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(4)));
+    assert_eq!(membership.log_id(), &Some(log_id(1)));
+    let reader = other.reader(GROUP);
+    for key in [&b"a"[..], &big[..], b"b"] {
+        assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
+    }
+    let again = replica
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("installed");
+    assert_eq!(again.meta, served.meta);
+}
