@@ -274,6 +274,9 @@ pub struct RocksStateMachine {
     logic: Arc<dyn StateMachineLogic>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    /// Whether openraft's start-up read of the current snapshot has been answered (see
+    /// `get_current_snapshot`).
+    started: bool,
 }
 
 impl RocksStateMachine {
@@ -298,6 +301,7 @@ impl RocksStateMachine {
             logic,
             last_applied,
             membership,
+            started: false,
         })
     }
 
@@ -405,7 +409,14 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         Ok(())
     }
 
+    /// The first call comes from `Raft::new`, which only wants the meta. It is answered `None`:
+    /// openraft then "rebuilds" the snapshot if it purged log (a marker write, see
+    /// `build_snapshot`), where cutting would read the group's whole state at every restart. Later
+    /// calls (a replica needs the snapshot) cut it.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        if !std::mem::replace(&mut self.started, true) {
+            return Ok(None);
+        }
         cut_snapshot(&self.storage, self.group).map_err(|e| snap_err(None, ErrorVerb::Read, e))
     }
 }
