@@ -39,6 +39,10 @@ pub struct Config {
     pub wal_sync_interval_us: u64,
     /// Raft heartbeat interval; elections time out after 4-8 heartbeats.
     pub heartbeat_ms: u64,
+    /// Applied entries per group between snapshots. A snapshot only marks the group's state, after
+    /// which the log before it is purged, keeping `min(snapshot_every, 1000)` entries for slow
+    /// replicas; a replica further behind receives the group's state instead.
+    pub snapshot_every: u64,
     /// Log format: "text" or "json".
     pub log_format: String,
     /// SMTP server of the default `email` channel created at bootstrap.
@@ -70,6 +74,7 @@ impl Default for Config {
             sync_wal: true,
             wal_sync_interval_us: herald_raft::DEFAULT_WAL_SYNC_INTERVAL.as_micros() as u64,
             heartbeat_ms: 250,
+            snapshot_every: herald_raft::RaftTiming::default().snapshot_every,
             log_format: "text".into(),
             smtp_host: "127.0.0.1".into(),
             smtp_port: 1025,
@@ -97,6 +102,9 @@ impl Config {
         }
         if self.heartbeat_ms < 10 {
             return bad("heartbeat_ms must be >= 10");
+        }
+        if self.snapshot_every < 10 {
+            return bad("snapshot_every must be >= 10");
         }
         if self.retry_base_ms == 0 || self.delivery_concurrency == 0 {
             return bad("retry_base_ms and delivery_concurrency must be >= 1");
@@ -175,6 +183,10 @@ mod tests {
             },
             Config {
                 log_format: "xml".into(),
+                ..Config::default()
+            },
+            Config {
+                snapshot_every: 9,
                 ..Config::default()
             },
         ];

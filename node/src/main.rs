@@ -116,6 +116,9 @@ struct StartArgs {
     wal_sync_interval_us: Option<u64>,
     #[arg(long, env = "HERALD_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
+    /// Applied entries per group between snapshots (default 20000).
+    #[arg(long, env = "HERALD_SNAPSHOT_EVERY")]
+    snapshot_every: Option<u64>,
     #[arg(long, env = "HERALD_LOG_FORMAT")]
     log_format: Option<String>,
     /// SMTP server of the default `email` channel (set at bootstrap).
@@ -166,6 +169,7 @@ impl StartArgs {
             sync_wal,
             wal_sync_interval_us,
             heartbeat_ms,
+            snapshot_every,
             log_format,
             smtp_host,
             smtp_port,

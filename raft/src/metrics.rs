@@ -4,6 +4,10 @@
 pub const WAL_SYNCS: &str = "herald_raft_wal_syncs_total";
 /// Histogram: log appends completed by one WAL fsync (the group-commit factor).
 pub const WAL_SYNC_BATCH: &str = "herald_raft_wal_sync_batch";
+/// Counter: snapshots cut from a group's state for a replica that needed one.
+pub const SNAPSHOTS_CUT: &str = "herald_raft_snapshots_cut_total";
+/// Counter: snapshots installed from a leader (this replica was too far behind for the log).
+pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Counter: Raft RPCs sent, labelled by `rpc`.
 pub const RPCS_SENT: &str = "herald_raft_rpcs_sent_total";
 /// Counter: Raft RPCs that failed to reach their target, labelled by `rpc`.

@@ -222,6 +222,8 @@ impl Cluster {
             heartbeat_ms: config.heartbeat_ms,
             election_min_ms: config.heartbeat_ms * 4,
             election_max_ms: config.heartbeat_ms * 8,
+            snapshot_every: config.snapshot_every,
+            keep_after_snapshot: config.snapshot_every.min(1000),
             ..RaftTiming::default()
         };
         let raft = RaftNode::start(

@@ -37,6 +37,8 @@ pub struct HeraldProcess {
     pub log: PathBuf,
     join: Option<String>,
     shards: u32,
+    /// Extra `HERALD_*` settings of this node, on every start.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -51,6 +53,17 @@ impl HeraldProcess {
         join: Option<String>,
         shards: u32,
     ) -> HeraldProcess {
+        Self::spawn_with(root, id, join, shards, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment settings.
+    pub fn spawn_with(
+        root: &std::path::Path,
+        id: u64,
+        join: Option<String>,
+        shards: u32,
+        env: &[(&str, &str)],
+    ) -> HeraldProcess {
         let mut p = HeraldProcess {
             id,
             http: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
@@ -59,6 +72,10 @@ impl HeraldProcess {
             log: root.join(format!("node-{id}.log")),
             join,
             shards,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         p.start();
@@ -93,6 +110,7 @@ impl HeraldProcess {
             // Shortened delivery retries: 8 attempts take about two seconds.
             .env("HERALD_RETRY_BASE_MS", "20")
             .env("RUST_LOG", "info,openraft=warn,quinn=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -197,6 +215,24 @@ impl Client {
         matches!(self.http.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success())
     }
 
+    /// The value of an unlabelled counter on `base`'s `/metrics` (0 when not yet recorded).
+    pub async fn counter(&self, base: &str, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse().ok())?
+        });
+        Some(value.unwrap_or(0.0))
+    }
+
     pub async fn cluster(&self, base: &str) -> Option<Value> {
         let r = self
             .call("GET", &format!("{base}/v1/cluster"), None)
@@ -243,8 +279,18 @@ pub fn shard_of_user(user: &str, shards: u32) -> u32 {
 
 /// Bootstrap one node, join the others through it, wait until every shard has `n` voters.
 pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<HeraldProcess> {
+    start_cluster_with(root, n, shards, &[]).await
+}
+
+/// [`start_cluster`] with extra environment settings on every node.
+pub async fn start_cluster_with(
+    root: &std::path::Path,
+    n: u64,
+    shards: u32,
+    env: &[(&str, &str)],
+) -> Vec<HeraldProcess> {
     let client = Client::new();
-    let first = HeraldProcess::spawn(root, 1, None, shards);
+    let first = HeraldProcess::spawn_with(root, 1, None, shards, env);
     let url = first.url();
     let mut nodes = vec![first];
     eventually(Duration::from_secs(60), "node 1 ready", || {
@@ -252,7 +298,7 @@ pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<H
     })
     .await;
     for id in 2..=n {
-        let p = HeraldProcess::spawn(root, id, Some(url.clone()), shards);
+        let p = HeraldProcess::spawn_with(root, id, Some(url.clone()), shards, env);
         let u = p.url();
         nodes.push(p);
         eventually(Duration::from_secs(60), "joined node ready", || {

@@ -406,6 +406,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
             .db()
             .write(batch)
             .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
+        metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
         Ok(())
     }
 
@@ -492,6 +493,7 @@ fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Snapsho
     }
     let body = encode(&SnapshotBody { entries })?;
     let meta = snapshot_meta(storage, group, &view)?;
+    metrics::counter!(crate::metrics::SNAPSHOTS_CUT).increment(1);
     Ok(Some(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(body)),
