@@ -418,7 +418,13 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         if !std::mem::replace(&mut self.started, true) {
             return Ok(None);
         }
-        cut_snapshot(&self.storage, self.group).map_err(|e| snap_err(None, ErrorVerb::Read, e))
+        // Reading a whole group blocks: keep it off the async workers (this group's applies wait
+        // for it either way; openraft's state machine worker runs one command at a time).
+        let (storage, group) = (self.storage.clone(), self.group);
+        tokio::task::spawn_blocking(move || cut_snapshot(&storage, group))
+            .await
+            .map_err(|e| snap_err(None, ErrorVerb::Read, e))?
+            .map_err(|e| snap_err(None, ErrorVerb::Read, e))
     }
 }
 
