@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use herald_raft::storage::{keys, GroupBatch, GroupState, RocksStateMachine, StateMachineLogic};
-use herald_raft::types::{Entry, GroupId, LogId, Payload};
+use herald_raft::storage::{
+    keys, GroupBatch, GroupReader, GroupState, RocksStateMachine, StateMachineLogic,
+};
+use herald_raft::types::{Entry, GroupId, LogId, Payload, Snapshot};
 use herald_raft::{RocksStorage, StorageConfig};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, Membership};
@@ -38,6 +40,29 @@ fn open(dir: &tempfile::TempDir) -> (Arc<RocksStorage>, RocksStateMachine) {
     (storage, sm)
 }
 
+async fn build(sm: &mut RocksStateMachine) -> Snapshot {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
+/// A fresh replica (after openraft's start-up read) with `served` installed, and its reader.
+async fn install_elsewhere(
+    served: Snapshot,
+) -> (tempfile::TempDir, RocksStateMachine, GroupReader) {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, mut replica) = open(&dir);
+    assert!(replica.get_current_snapshot().await.unwrap().is_none());
+    replica
+        .install_snapshot(&served.meta, served.snapshot)
+        .await
+        .unwrap();
+    let reader = storage.reader(GROUP);
+    (dir, replica, reader)
+}
+
 #[tokio::test]
 async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,12 +79,7 @@ async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
     let big = vec![b'x'; 1 << 20];
     sm.apply([normal(3, &big)]).await.unwrap();
 
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build(&mut sm).await;
     assert_eq!(built.meta.last_log_id, Some(log_id(3)));
     let mark = storage
         .db()
@@ -80,19 +100,13 @@ async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
     let served = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(served.meta.last_log_id, Some(log_id(4)));
     assert_eq!(served.meta.last_membership.log_id(), &Some(log_id(1)));
+    let served_meta = served.meta.clone();
 
     // Installed elsewhere, it reproduces the state and the applied position.
-    let other_dir = tempfile::tempdir().unwrap();
-    let (other, mut replica) = open(&other_dir);
-    assert!(replica.get_current_snapshot().await.unwrap().is_none());
-    replica
-        .install_snapshot(&served.meta, served.snapshot)
-        .await
-        .unwrap();
+    let (_dir, mut replica, reader) = install_elsewhere(served).await;
     let (applied, membership) = replica.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(4)));
     assert_eq!(membership.log_id(), &Some(log_id(1)));
-    let reader = other.reader(GROUP);
     for key in [&b"a"[..], &big[..], b"b"] {
         assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
     }
@@ -101,7 +115,7 @@ async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
         .await
         .unwrap()
         .expect("installed");
-    assert_eq!(again.meta, served.meta);
+    assert_eq!(again.meta, served_meta);
 }
 
 #[tokio::test]
@@ -111,33 +125,17 @@ async fn a_restarted_group_answers_the_start_up_read_without_cutting_and_serves_
         let (_storage, mut sm) = open(&dir);
         assert!(sm.get_current_snapshot().await.unwrap().is_none());
         sm.apply([normal(1, b"a"), normal(2, b"b")]).await.unwrap();
-        sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        build(&mut sm).await;
         sm.apply([normal(3, b"c")]).await.unwrap();
     }
     let (_storage, mut sm) = open(&dir);
     // Start-up: `None`, so openraft rebuilds (a marker write) instead of reading every key.
     assert!(sm.get_current_snapshot().await.unwrap().is_none());
-    let rebuilt = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let rebuilt = build(&mut sm).await;
     assert_eq!(rebuilt.meta.last_log_id, Some(log_id(3)));
     let served = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(served.meta, rebuilt.meta);
-    let other_dir = tempfile::tempdir().unwrap();
-    let (other, mut replica) = open(&other_dir);
-    assert!(replica.get_current_snapshot().await.unwrap().is_none());
-    replica
-        .install_snapshot(&served.meta, served.snapshot)
-        .await
-        .unwrap();
-    let reader = other.reader(GROUP);
+    let (_dir, _replica, reader) = install_elsewhere(served).await;
     for key in [&b"a"[..], b"b", b"c"] {
         assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
     }
