@@ -185,9 +185,16 @@ impl StartArgs {
     }
 }
 
+/// Without `RUST_LOG`: info for Herald, warnings for openraft and quinn, but not openraft's line
+/// per failed replication RPC (hundreds a second while a node is down). The transport logs a peer
+/// becoming unreachable and reachable again once each; `herald_raft_rpc_failures_total` counts the
+/// failures.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn,quinn=warn,openraft::replication=off,\
+     openraft::engine::handler::replication_handler=off,openraft::network::snapshot_transport=error";
+
 fn install_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -210,7 +210,7 @@ async fn oversized_frames_are_refused() {
 }
 
 #[tokio::test]
-async fn reconnects_after_server_restart() {
+async fn reconnects_after_server_restart_and_tracks_reachability() {
     let ca = ClusterCa::generate().unwrap();
     let server_identity = ca.issue(1).unwrap();
     let (server, client, _echo) = pair(&ca).await;
@@ -235,6 +235,7 @@ async fn reconnects_after_server_restart() {
         .await
         .unwrap_err();
     assert!(down.is_retryable(), "{down:?}");
+    assert_eq!(client.unreachable_peers(), vec![addr]);
 
     // The endpoint's driver task releases the UDP socket asynchronously; retry the bind briefly.
     let restarted_echo = Echo::new(b"new:");
@@ -256,6 +257,7 @@ async fn reconnects_after_server_restart() {
         .unwrap();
     assert_eq!(&again[..], b"new:two");
     assert_eq!(restarted_echo.calls(), 1);
+    assert!(client.unreachable_peers().is_empty());
 
     client.shutdown().await;
     restarted.shutdown().await;

@@ -1,6 +1,6 @@
 //! [`QuicTransport`]: the quinn endpoint, the per-peer connection cache and the accept loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +11,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint, Incoming, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::config::TransportConfig;
 use super::identity::NodeIdentity;
@@ -49,6 +49,8 @@ struct Inner {
     /// Outgoing connections by peer address. Entries are never removed while running: the set of
     /// peers is the cluster membership, which is small.
     peers: Mutex<HashMap<SocketAddr, Arc<PeerSlot>>>,
+    /// Peers whose last call failed to reach them: a change is logged once, not per call.
+    unreachable: Mutex<HashSet<SocketAddr>>,
     shutdown: CancellationToken,
     /// Accept loop, per-connection and per-stream tasks; `shutdown` waits for them.
     tasks: TaskTracker,
@@ -104,6 +106,7 @@ impl QuicTransport {
             max_frame_len: config.max_frame_len,
             shutdown_grace: config.shutdown_grace(),
             peers: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashSet::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -144,7 +147,43 @@ impl QuicTransport {
         if let Err(e) = &result {
             metrics::counter!(m::CALL_FAILURES_TOTAL, "error" => e.code()).increment(1);
         }
+        self.note_reachability(peer, &result);
         result
+    }
+
+    /// Peers whose most recent call could not reach them (connect, timeout, closed connection).
+    pub fn unreachable_peers(&self) -> Vec<SocketAddr> {
+        let set = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut peers: Vec<SocketAddr> = set.iter().copied().collect();
+        peers.sort();
+        peers
+    }
+
+    /// Log a peer going unreachable or coming back once per change: while a node is down, every
+    /// group retries it several times a second, and a line per failed call buried the log.
+    fn note_reachability(&self, peer: SocketAddr, result: &Result<Bytes>) {
+        let lost = match result {
+            Ok(_) => false,
+            Err(Error::Connect { .. } | Error::Timeout { .. } | Error::Closed { .. }) => true,
+            // The peer answered (refused the request, or we are shutting down): no change.
+            Err(_) => return,
+        };
+        let mut set = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Err(e) if lost && set.insert(peer) => {
+                warn!(%peer, error = %e, "peer unreachable; further failed calls are counted in herald_transport_call_failures_total");
+            }
+            Ok(_) if set.remove(&peer) => info!(%peer, "peer reachable again"),
+            _ => {}
+        }
     }
 
     /// Stops accepting, closes every connection (peers see a clean close and re-dial later), and
