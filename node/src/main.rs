@@ -283,7 +283,11 @@ async fn cluster_status(addr: &str, token: &str) -> Result<()> {
     let status: ClusterStatus = resp.json().await.context("decode cluster status")?;
     println!("{:<6} {:<26} {:<22} STATUS", "NODE", "HTTP", "PEER");
     for n in &status.nodes {
-        println!("{:<6} {:<26} {:<22} {}", n.id, n.http, n.peer, n.status);
+        let reach = if n.reachable { "" } else { " (unreachable)" };
+        println!(
+            "{:<6} {:<26} {:<22} {}{reach}",
+            n.id, n.http, n.peer, n.status
+        );
     }
     println!();
     println!("{:<6} {:<7} {:<16} LEARNERS", "SHARD", "LEADER", "VOTERS");

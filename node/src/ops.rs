@@ -87,6 +87,14 @@ pub struct NodeStatus {
     pub peer: String,
     /// `voter` or `learner` of the meta group, or `joining` before it has been added.
     pub status: String,
+    /// Whether the answering node's last call to this node reached it (always true for itself).
+    /// Herald's addition to the status; absent from older nodes' answers.
+    #[serde(default = "reached")]
+    pub reachable: bool,
+}
+
+fn reached() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,6 +117,7 @@ async fn cluster_status(
 ) -> Result<Json<ClusterStatus>, ApiError> {
     authorize(&cluster, &headers, true)?;
     let meta = cluster.meta_status();
+    let unreachable = cluster.raft().unreachable_peers();
     let nodes = cluster
         .view()
         .members()
@@ -121,11 +130,16 @@ async fn cluster_status(
             } else {
                 "joining"
             };
+            let reachable = !m
+                .peer
+                .parse()
+                .is_ok_and(|peer: std::net::SocketAddr| unreachable.contains(&peer));
             NodeStatus {
                 id: m.id,
                 http: m.http,
                 peer: m.peer,
                 status: status.into(),
+                reachable,
             }
         })
         .collect();

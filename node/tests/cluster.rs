@@ -89,6 +89,19 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
         "took {:?}",
         killed_at.elapsed()
     );
+    let victim_id = nodes[victim].id;
+    let reachable = |c: &serde_json::Value| {
+        c["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["id"] == victim_id))
+            .and_then(|n| n["reachable"].as_bool())
+    };
+    eventually(
+        Duration::from_secs(10),
+        "a survivor reports the killed node unreachable",
+        || async { (!reachable(&client.cluster(&survivors[0]).await?)?).then_some(()) },
+    )
+    .await;
 
     tracing_phase("write while the node is down, restart it, read through it");
     let r = client
@@ -110,6 +123,12 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
             let c = client.cluster(&restarted).await?;
             all_shards_have_voters(&c, 3).then_some(())
         },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the survivor reaches the restarted node again",
+        || async { reachable(&client.cluster(&survivors[0]).await?)?.then_some(()) },
     )
     .await;
 }

@@ -180,6 +180,11 @@ impl RaftNode {
         self.transport().local_addr()
     }
 
+    /// Peers this node's last call could not reach (see [`QuicTransport::unreachable_peers`]).
+    pub fn unreachable_peers(&self) -> Vec<SocketAddr> {
+        self.transport().unreachable_peers()
+    }
+
     fn transport(&self) -> &QuicTransport {
         // Set in `start` before the node is returned.
         self.inner
