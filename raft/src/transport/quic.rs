@@ -166,23 +166,24 @@ impl QuicTransport {
     /// Log a peer going unreachable or coming back once per change: while a node is down, every
     /// group retries it several times a second, and a line per failed call buried the log.
     fn note_reachability(&self, peer: SocketAddr, result: &Result<Bytes>) {
-        let lost = match result {
-            Ok(_) => false,
-            Err(Error::Connect { .. } | Error::Timeout { .. } | Error::Closed { .. }) => true,
-            // The peer answered (refused the request, or we are shutting down): no change.
-            Err(_) => return,
-        };
         let mut set = self
             .inner
             .unreachable
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match result {
-            Err(e) if lost && set.insert(peer) => {
-                warn!(%peer, error = %e, "peer unreachable; further failed calls are counted in herald_transport_call_failures_total");
+            Ok(_) => {
+                if set.remove(&peer) {
+                    info!(%peer, "peer reachable again");
+                }
             }
-            Ok(_) if set.remove(&peer) => info!(%peer, "peer reachable again"),
-            _ => {}
+            Err(e @ (Error::Connect { .. } | Error::Timeout { .. } | Error::Closed { .. })) => {
+                if set.insert(peer) {
+                    warn!(%peer, error = %e, "peer unreachable; further failed calls are counted in herald_transport_call_failures_total");
+                }
+            }
+            // The peer answered (it refused the request), or this node is shutting down.
+            Err(_) => {}
         }
     }
 
