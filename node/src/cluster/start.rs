@@ -223,7 +223,9 @@ impl Cluster {
             election_min_ms: config.heartbeat_ms * 4,
             election_max_ms: config.heartbeat_ms * 8,
             snapshot_every: config.snapshot_every,
-            keep_after_snapshot: config.snapshot_every.min(1000),
+            keep_after_snapshot: RaftTiming::default()
+                .keep_after_snapshot
+                .min(config.snapshot_every),
             ..RaftTiming::default()
         };
         let raft = RaftNode::start(

@@ -285,22 +285,13 @@ impl RocksStateMachine {
         group: GroupId,
         logic: Arc<dyn StateMachineLogic>,
     ) -> Result<Self> {
-        let cf = storage.cf(keys::CF_RAFT_STATE);
-        let db = storage.db();
-        let last_applied = match db.get_cf(cf, keys::state_key(group, keys::STATE_SM_APPLIED))? {
-            Some(b) => decode(&b)?,
-            None => None,
-        };
-        let membership = match db.get_cf(cf, keys::state_key(group, keys::STATE_SM_MEMBERSHIP))? {
-            Some(b) => decode(&b)?,
-            None => StoredMembership::default(),
-        };
+        let meta = snapshot_meta(&storage, group, &storage.db().snapshot())?;
         Ok(RocksStateMachine {
             storage,
             group,
             logic,
-            last_applied,
-            membership,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership,
             started: false,
         })
     }
@@ -506,8 +497,9 @@ fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Snapsho
     }))
 }
 
-/// The snapshot meta of the state seen by `view`. Apply is deterministic, so the last applied log id
-/// names the content: every cut at that id carries the same state.
+/// The snapshot meta of the state seen by `view` (also the applied state a state machine opens
+/// with). Apply is deterministic, so the last applied log id names the content: every cut at that
+/// id carries the same state.
 fn snapshot_meta(
     storage: &RocksStorage,
     group: GroupId,
