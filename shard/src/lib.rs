@@ -46,7 +46,7 @@ pub use model::{
     USERS_COLLECTION,
 };
 pub use placement::{rendezvous_replicas, shard_of_slot, slot_of, SLOT_COUNT};
-pub use store::{MemStore, Store, StoreRead};
+pub use store::{merge_rule, MemStore, Store, StoreRead};
 
 /// Identifies a shard (its Raft group id).
 pub type ShardId = u32;

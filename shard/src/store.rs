@@ -9,6 +9,9 @@
 //! - read-your-writes: a `get`/`scan` after a `put`/`delete` on the same store sees it;
 //! - `scan(start, end, limit, reverse)` returns keys in `[start, end)`, ascending, or descending when
 //!   `reverse`, at most `limit` pairs (`limit == 0` means none);
+//! - `merge(key, operand)` leaves the key holding [`merge_rule`]`(old value, operand)`, folded
+//!   in order over every earlier write of the key; the engine may fold lazily (RocksDB does, on read
+//!   and in compaction), so `merge_rule` is pure and total;
 //! - writes are infallible at this level: a failing engine is a fatal condition for the replica.
 
 use std::collections::BTreeMap;
@@ -29,6 +32,19 @@ pub trait StoreRead {
 pub trait Store: StoreRead {
     fn put(&mut self, key: &[u8], value: &[u8]);
     fn delete(&mut self, key: &[u8]);
+    /// Fold `operand` into the key's value with [`merge_rule`], without reading it.
+    fn merge(&mut self, key: &[u8], operand: &[u8]);
+}
+
+/// How a stored value and a merge operand combine, by the operand's first byte. Unknown operands
+/// leave the value as it is (total: a fold may run in compaction, where it cannot fail a request).
+pub fn merge_rule(existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
+    match operand.split_first() {
+        Some((&crate::runs::counts::OPERAND_FEED_COUNTS, steps)) => {
+            crate::runs::counts::fold(existing, steps)
+        }
+        _ => existing.map(<[u8]>::to_vec).unwrap_or_default(),
+    }
 }
 
 /// A [`Store`] over a `BTreeMap`: ordered like RocksDB's default bytewise comparator.
@@ -92,6 +108,11 @@ impl Store for MemStore {
 
     fn delete(&mut self, key: &[u8]) {
         self.map.remove(key);
+    }
+
+    fn merge(&mut self, key: &[u8], operand: &[u8]) {
+        let value = merge_rule(self.map.get(key).map(Vec::as_slice), operand);
+        self.map.insert(key.to_vec(), value);
     }
 }
 

@@ -215,6 +215,7 @@ impl Cluster {
             StorageConfig {
                 sync_wal: config.sync_wal,
                 wal_sync_interval: std::time::Duration::from_micros(config.wal_sync_interval_us),
+                merge_rule: herald_shard::merge_rule,
             },
         )
         .map_err(|e| Error::Internal(format!("open storage: {e}")))?;

@@ -48,6 +48,9 @@ impl Store for ShardStore<&mut GroupBatch<'_>> {
     fn delete(&mut self, key: &[u8]) {
         self.0.delete(key)
     }
+    fn merge(&mut self, key: &[u8], operand: &[u8]) {
+        self.0.merge(key, operand)
+    }
 }
 
 pub struct ShardLogic {

@@ -44,6 +44,34 @@ pub use state_machine::{
 use crate::error::{Error, Result};
 use crate::types::{GroupId, TypeConfig};
 
+/// How a group's application value and a merge operand ([`GroupBatch::merge`]) combine into the new
+/// value. RocksDB folds operands lazily (on read, during compaction), at different times on every
+/// replica, so the rule must be pure and total: the same value and operands, folded in log order,
+/// give the same bytes everywhere. `existing` is `None` when the key has no value. Operands are
+/// only ever folded over a full value (no partial merges), so the rule need not be associative.
+pub type MergeRule = fn(existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8>;
+
+/// The default [`MergeRule`]: the operand replaces the value (a merge is then a blind put).
+pub fn replace_rule(_existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
+    operand.to_vec()
+}
+
+/// Fold `operands`, in order, over `existing`.
+pub(crate) fn fold_operands<'a>(
+    rule: MergeRule,
+    existing: Option<&[u8]>,
+    operands: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let mut value = existing.map(<[u8]>::to_vec);
+    for op in operands {
+        value = Some(rule(value.as_deref(), op));
+    }
+    value.unwrap_or_default()
+}
+
+/// Name of the merge operator registered on the application CFs (RocksDB records it in OPTIONS).
+const MERGE_OPERATOR: &str = "herald-merge-rule";
+
 /// Storage tuning.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -52,6 +80,8 @@ pub struct StorageConfig {
     /// Least time between the starts of two WAL syncs (see the module docs). Zero: sync as soon as
     /// anything is queued.
     pub wal_sync_interval: Duration,
+    /// How merges of application values combine ([`MergeRule`]); the application sets it.
+    pub merge_rule: MergeRule,
 }
 
 /// Default of [`StorageConfig::wal_sync_interval`].
@@ -62,6 +92,7 @@ impl Default for StorageConfig {
         StorageConfig {
             sync_wal: true,
             wal_sync_interval: DEFAULT_WAL_SYNC_INTERVAL,
+            merge_rule: replace_rule,
         }
     }
 }
@@ -69,6 +100,7 @@ impl Default for StorageConfig {
 /// The node's RocksDB, shared by the log stores and state machines of all its groups.
 pub struct RocksStorage {
     db: Arc<DB>,
+    merge_rule: MergeRule,
     /// `None` only while dropping: closing the channel stops the syncer thread.
     syncer: Option<mpsc::Sender<openraft::storage::LogFlushed<TypeConfig>>>,
     syncer_thread: Option<std::thread::JoinHandle<()>>,
@@ -121,12 +153,26 @@ impl RocksStorage {
             // record): a memtable bloom filter answers those without walking the skip list.
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.05);
+            if *name == keys::CF_DATA || *name == keys::CF_META {
+                let rule = config.merge_rule;
+                cf.set_merge_operator(
+                    MERGE_OPERATOR,
+                    move |_key: &[u8], existing: Option<&[u8]>, ops: &rocksdb::MergeOperands| {
+                        Some(fold_operands(rule, existing, ops))
+                    },
+                    // Never combine operands without the value under them: the rule need not be
+                    // associative (saturating counters are not). RocksDB keeps them as they are.
+                    |_key: &[u8], _existing: Option<&[u8]>, _ops: &rocksdb::MergeOperands| None,
+                );
+            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
+        let merge_rule = config.merge_rule;
         let (syncer, thread) = WalSyncer::spawn(db.clone(), config)?;
         Ok(Arc::new(RocksStorage {
             db,
+            merge_rule,
             syncer: Some(syncer),
             syncer_thread: Some(thread),
         }))
@@ -134,6 +180,10 @@ impl RocksStorage {
 
     pub fn db(&self) -> &DB {
         &self.db
+    }
+
+    pub(crate) fn merge_rule(&self) -> MergeRule {
+        self.merge_rule
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {

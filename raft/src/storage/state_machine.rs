@@ -22,7 +22,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, S
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, keys, RocksStorage};
+use super::{decode, encode, fold_operands, keys, MergeRule, RocksStorage};
 use crate::error::Result;
 use crate::types::{
     Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -58,14 +58,39 @@ fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl ToString) -> S
     StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
 }
 
-type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+/// A write of the current batch, not yet in RocksDB.
+#[derive(Debug, Clone)]
+enum Pending {
+    Put(Vec<u8>),
+    Delete,
+    /// Operands to fold, in order, over whatever value the key has in RocksDB.
+    Merge(Vec<Vec<u8>>),
+}
+
+impl Pending {
+    /// The value a reader sees: `committed` (RocksDB's value) with this write on top.
+    fn resolve(&self, rule: MergeRule, committed: Option<&[u8]>) -> Option<Vec<u8>> {
+        match self {
+            Pending::Put(v) => Some(v.clone()),
+            Pending::Delete => None,
+            Pending::Merge(ops) => Some(fold_operands(
+                rule,
+                committed,
+                ops.iter().map(Vec::as_slice),
+            )),
+        }
+    }
+}
+
+type Overlay = BTreeMap<Vec<u8>, Pending>;
+type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Pending)> + 'a>;
 
 /// Ordered scan over `[start, end)` of a group's application keys, merging committed state with an
-/// overlay of uncommitted writes (`None` = deleted). Keys are returned without the group prefix.
+/// overlay of uncommitted writes. Keys are returned without the group prefix.
 fn merged_scan(
     storage: &RocksStorage,
     group: GroupId,
-    overlay: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: &Overlay,
     start: &[u8],
     end: &[u8],
     limit: usize,
@@ -101,29 +126,33 @@ fn merged_scan(
         None => None,
     };
     while out.len() < limit {
-        let take_overlay = match (&db_next, &ov_next) {
+        // Which side comes next in scan order; on a tie the overlay shadows (or merges onto) the
+        // committed value.
+        let (take_overlay, tie) = match (&db_next, &ov_next) {
             (None, None) => break,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some((dk, _)), Some((ok, _))) => {
-                let dk = keys::strip_group(dk);
-                match dk.cmp(ok.as_slice()) {
-                    std::cmp::Ordering::Equal => {
-                        // The overlay shadows the committed value.
-                        db_next = match db_iter.next() {
-                            Some(item) => Some(item?),
-                            None => None,
-                        };
-                        true
-                    }
-                    std::cmp::Ordering::Less => reverse,
-                    std::cmp::Ordering::Greater => !reverse,
-                }
-            }
+            (Some(_), None) => (false, false),
+            (None, Some(_)) => (true, false),
+            (Some((dk, _)), Some((ok, _))) => match keys::strip_group(dk).cmp(ok.as_slice()) {
+                std::cmp::Ordering::Equal => (true, true),
+                std::cmp::Ordering::Less => (reverse, false),
+                std::cmp::Ordering::Greater => (!reverse, false),
+            },
         };
         if take_overlay {
-            if let Some((k, Some(v))) = ov_next.take() {
-                out.push((k.clone(), v.clone()));
+            let committed = if tie {
+                let shadowed = db_next.take().map(|(_, v)| v);
+                db_next = match db_iter.next() {
+                    Some(item) => Some(item?),
+                    None => None,
+                };
+                shadowed
+            } else {
+                None
+            };
+            if let Some((k, pending)) = ov_next.take() {
+                if let Some(v) = pending.resolve(storage.merge_rule(), committed.as_deref()) {
+                    out.push((k.clone(), v));
+                }
             }
             ov_next = ov.next();
         } else if let Some((k, v)) = db_next.take() {
@@ -162,7 +191,7 @@ pub trait GroupState {
 pub struct GroupBatch<'a> {
     storage: &'a RocksStorage,
     group: GroupId,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: Overlay,
 }
 
 impl<'a> GroupBatch<'a> {
@@ -179,20 +208,42 @@ impl<'a> GroupBatch<'a> {
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+        self.overlay
+            .insert(key.to_vec(), Pending::Put(value.to_vec()));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.overlay.insert(key.to_vec(), None);
+        self.overlay.insert(key.to_vec(), Pending::Delete);
+    }
+
+    /// Fold `operand` into the key's value with the storage's [`MergeRule`], without reading it:
+    /// RocksDB folds it on read or during compaction. A value this batch already wrote is folded
+    /// here and stays a put.
+    pub fn merge(&mut self, key: &[u8], operand: &[u8]) {
+        let rule = self.storage.merge_rule();
+        match self.overlay.get_mut(key) {
+            Some(Pending::Put(v)) => *v = rule(Some(v), operand),
+            Some(p @ Pending::Delete) => *p = Pending::Put(rule(None, operand)),
+            Some(Pending::Merge(ops)) => ops.push(operand.to_vec()),
+            None => {
+                self.overlay
+                    .insert(key.to_vec(), Pending::Merge(vec![operand.to_vec()]));
+            }
+        }
     }
 
     fn write_into(self, batch: &mut WriteBatch) {
         let cf = self.storage.cf(keys::state_cf(self.group));
-        for (k, v) in self.overlay {
+        for (k, pending) in self.overlay {
             let key = keys::data_key(self.group, &k);
-            match v {
-                Some(v) => batch.put_cf(cf, key, v),
-                None => batch.delete_cf(cf, key),
+            match pending {
+                Pending::Put(v) => batch.put_cf(cf, key, v),
+                Pending::Delete => batch.delete_cf(cf, key),
+                Pending::Merge(ops) => {
+                    for op in ops {
+                        batch.merge_cf(cf, &key, op);
+                    }
+                }
             }
         }
     }
@@ -201,7 +252,14 @@ impl<'a> GroupBatch<'a> {
 impl GroupState for GroupBatch<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.overlay.get(key) {
-            Some(v) => Ok(v.clone()),
+            Some(p) => {
+                // Only a merge folds over the committed value; a put or delete hides it.
+                let committed = match p {
+                    Pending::Merge(_) => committed_get(self.storage, self.group, key)?,
+                    _ => None,
+                };
+                Ok(p.resolve(self.storage.merge_rule(), committed.as_deref()))
+            }
             None => committed_get(self.storage, self.group, key),
         }
     }
@@ -253,7 +311,7 @@ impl GroupState for GroupReader {
         merged_scan(
             &self.storage,
             self.group,
-            &BTreeMap::new(),
+            &Overlay::new(),
             start,
             end,
             limit,

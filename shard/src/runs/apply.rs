@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::counts;
 use super::model::*;
 use super::query::{load_message, load_run, matches, scan_keys, to_json};
 use super::{RunsCommand, RunsReply};
@@ -519,42 +520,15 @@ fn adjust_counts(
         TAG_FEED_COUNTS,
         &[&r.collection, &r.id, &after.channel_id],
     ))?;
-    let mut counts: FeedCounts = match store.get(&key)? {
-        Some(raw) => decode(&raw, "feed counts")?,
-        None => FeedCounts::default(),
-    };
+    // A merge, not a read-modify-write: the row is usually in an SST file by now, and reading it
+    // was the largest point read of a trigger.
+    let mut steps = Vec::with_capacity(2);
     if let Some(b) = before {
-        contribute(&mut counts, b, false);
+        steps.push(counts::step(b, false));
     }
-    contribute(&mut counts, after, true);
-    store.put(&key, &encode_json(&counts));
+    steps.push(counts::step(after, true));
+    store.merge(&key, &counts::operand(&steps));
     Ok(())
-}
-
-fn contribute(c: &mut FeedCounts, m: &StoredMessage, add: bool) {
-    let (total, unread, unseen) = if m.archived_ms.is_some() {
-        (
-            &mut c.archived_total,
-            &mut c.archived_unread,
-            &mut c.archived_unseen,
-        )
-    } else {
-        (&mut c.total, &mut c.unread, &mut c.unseen)
-    };
-    let bump = |n: &mut u64| {
-        *n = if add {
-            n.saturating_add(1)
-        } else {
-            n.saturating_sub(1)
-        }
-    };
-    bump(total);
-    if m.read_ms.is_none() {
-        bump(unread);
-    }
-    if m.seen_ms.is_none() {
-        bump(unseen);
-    }
 }
 
 fn cancel(

@@ -12,10 +12,12 @@
 //! - A run id is derived from (workflow run, recipient): recording it twice changes nothing, so a
 //!   retried or replayed trigger creates no second run or message.
 //! - Feed counters ([`FeedCounts`]) change in the same `apply` as the message they count, so they
-//!   are exact without scanning.
+//!   are exact without scanning; `apply` writes them as merge operands ([`counts`]), never reading
+//!   them.
 //! - A message waiting for a send has exactly one OUTBOX row, named by `outbox_due_ms`.
 
 mod apply;
+pub mod counts;
 mod model;
 mod query;
 
