@@ -334,7 +334,7 @@ fn create_message(
 ) -> Result<()> {
     let r = &run.recipient;
     let queued = m.status == QUEUED;
-    let mut msg = StoredMessage {
+    let msg = StoredMessage {
         id: m.id.clone(),
         channel_id: m.channel_id.clone(),
         channel_key: m.channel_key.clone(),
@@ -364,15 +364,10 @@ fn create_message(
         attempts: 0,
         outbox_due_ms: queued.then_some(now_ms),
         logs: 0,
-        events: 0,
+        // Event 0 is this row (`created_event`); later ones get rows from 1.
+        events: 1,
+        created_event: Some(format!("message.{}", m.status)),
     };
-    add_event(
-        store,
-        now_ms,
-        &mut msg,
-        &format!("message.{}", m.status),
-        None,
-    )?;
     save_message(store, &msg)?;
     let idx = keys::segments(keys::TAG_RECIPIENT_MSG, &[&r.collection, &r.id, &m.id]);
     store.put(&key_or_corrupt(idx)?, &[]);
@@ -405,13 +400,7 @@ fn add_event(
     kind: &str,
     data: Option<Value>,
 ) -> Result<()> {
-    let event = json!({
-        "id": format!("{}-{}", m.id, m.events),
-        "type": kind,
-        "inserted_ms": now_ms,
-        "recipient": m.recipient,
-        "data": data,
-    });
+    let event = m.event_json(m.events, kind, now_ms, data);
     let key = keys::sequenced(keys::TAG_MESSAGE_EVENT, &m.id, m.events);
     store.put(&key_or_corrupt(key)?, &encode_json(&event));
     m.events += 1;

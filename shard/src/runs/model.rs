@@ -273,9 +273,25 @@ pub struct StoredMessage {
     /// Rows written under DELIVERY_LOG / MESSAGE_EVENT (next sequence numbers).
     pub logs: u32,
     pub events: u32,
+    /// The type of event 0 (`message.<status at creation>`) when this row stands for it instead of
+    /// a MESSAGE_EVENT row: one row fewer per message. Rows written before it existed have the
+    /// event row.
+    #[serde(default)]
+    pub created_event: Option<String>,
 }
 
 impl StoredMessage {
+    /// Event number `seq` of this message as stored and listed.
+    pub fn event_json(&self, seq: u32, kind: &str, inserted_ms: u64, data: Option<Value>) -> Value {
+        serde_json::json!({
+            "id": format!("{}-{}", self.id, seq),
+            "type": kind,
+            "inserted_ms": inserted_ms,
+            "recipient": self.recipient,
+            "data": data,
+        })
+    }
+
     /// The trigger's data, parsed.
     pub fn data_json(&self) -> Value {
         parse_raw(&self.data)

@@ -206,6 +206,19 @@ fn rows(store: &dyn StoreRead, tag: u8, id: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// A message's events, oldest first: event 0 from the message row where it stands for it.
+fn events(store: &dyn StoreRead, id: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if let Some(m) = load_message(store, id)? {
+        if let Some(kind) = &m.created_event {
+            let first = m.event_json(0, kind, m.inserted_ms, None);
+            out.push(first.to_string());
+        }
+    }
+    out.extend(rows(store, keys::TAG_MESSAGE_EVENT, id)?);
+    Ok(out)
+}
+
 pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
     let reply = match q {
         RunsQuery::Message(id) => RunsReply::Message(load_message(store, id)?.map(|m| to_json(&m))),
@@ -245,7 +258,7 @@ pub fn query(store: &dyn StoreRead, q: &RunsQuery) -> Result<ShardReply> {
             }
         }
         RunsQuery::DeliveryLogs(id) => RunsReply::Rows(rows(store, keys::TAG_DELIVERY_LOG, id)?),
-        RunsQuery::Events(id) => RunsReply::Rows(rows(store, keys::TAG_MESSAGE_EVENT, id)?),
+        RunsQuery::Events(id) => RunsReply::Rows(events(store, id)?),
         RunsQuery::Run(id) => RunsReply::Json(load_run(store, id)?.map(|r| to_json(&r))),
         RunsQuery::Runs { filter, page } => {
             let id_of = |key: &[u8]| keys::decode_single(TAG_RUN, key);

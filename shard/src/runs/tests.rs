@@ -363,3 +363,49 @@ fn once_scope_records_one_run_per_recipient_and_scope() {
     );
     assert_eq!(every, RunsReply::Recorded(vec![true]));
 }
+
+#[test]
+fn a_message_lists_its_creation_event_from_its_row_then_later_events() {
+    let mut s = MemStore::new();
+    let id = make_id(10, 1, [7; 10]);
+    cmd(
+        &mut s,
+        10,
+        RunsCommand::Record(vec![run(
+            "u1",
+            "wr",
+            vec![msg(&id, "in_app_feed", "sent")],
+            RunStatus::Completed,
+        )]),
+    );
+    // The creation event has no row of its own.
+    let event_rows = s
+        .iter()
+        .filter(|(k, _)| k.first() == Some(&crate::keys::TAG_MESSAGE_EVENT))
+        .count();
+    assert_eq!(event_rows, 0);
+    cmd(
+        &mut s,
+        20,
+        RunsCommand::SetEngagement {
+            message_ids: vec![id.clone()],
+            change: Engagement::Read,
+        },
+    );
+    let RunsReply::Rows(rows) = q(&s, RunsQuery::Events(id.clone())) else {
+        panic!("rows");
+    };
+    let events: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r).expect("event json"))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            serde_json::json!({"id": format!("{id}-0"), "type": "message.sent", "inserted_ms": 10,
+                "recipient": RecipientRef::user("u1"), "data": null}),
+            serde_json::json!({"id": format!("{id}-1"), "type": "message.read", "inserted_ms": 20,
+                "recipient": RecipientRef::user("u1"), "data": null}),
+        ]
+    );
+}
