@@ -5,7 +5,7 @@
 #[cfg(doc)]
 use herald_raft::GroupReader;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
 use herald_shard::{ShardCommand, ShardReply, Store, StoreRead};
@@ -58,6 +58,9 @@ pub struct ShardLogic {
     /// Earliest outbox and timer due times added by payloads applied but not yet written.
     pending_outbox: AtomicU64,
     pending_timers: AtomicU64,
+    /// Messages queued for an immediate send by payloads applied but not yet written, and the
+    /// earliest entry time among them.
+    pending_queued: Mutex<(u64, Vec<String>)>,
 }
 
 impl ShardLogic {
@@ -66,12 +69,22 @@ impl ShardLogic {
             wakeups,
             pending_outbox: AtomicU64::new(u64::MAX),
             pending_timers: AtomicU64::new(u64::MAX),
+            pending_queued: Mutex::new((u64::MAX, Vec::new())),
         }
     }
 
     fn note(&self, now_ms: u64, cmd: &ShardCommand) {
         if let ShardCommand::Runs(r) = cmd {
-            if let Some(due) = r.outbox_low(now_ms) {
+            let mut queued = r.queued_now().peekable();
+            if queued.peek().is_some() {
+                let mut pending = self
+                    .pending_queued
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                pending.0 = pending.0.min(now_ms);
+                pending.1.extend(queued.map(str::to_owned));
+            }
+            if let Some(due) = r.retry_at() {
                 self.pending_outbox.fetch_min(due, Ordering::Relaxed);
             }
             if let Some(due) = r.timer_low() {
@@ -109,6 +122,16 @@ impl StateMachineLogic for ShardLogic {
     }
 
     fn after_write(&self) {
+        let (due, ids) = std::mem::replace(
+            &mut *self
+                .pending_queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            (u64::MAX, Vec::new()),
+        );
+        if !ids.is_empty() {
+            self.wakeups.outbox.hand_over(due, ids);
+        }
         publish(&self.pending_outbox, &self.wakeups.outbox);
         publish(&self.pending_timers, &self.wakeups.timers);
     }

@@ -15,8 +15,13 @@
 //! of them on every pass (under webhook fan-out that was a sixth of all CPU samples). The floor starts
 //! the scan at the earliest row that can exist instead.
 //!
+//! Rows due at once (newly queued messages) need no scan at all: apply hands their ids to the loop
+//! ([`QueueWake::hand_over`]), which sends them as they are. Scans remain for rows due later
+//! (retries), for a new loop, and for ids beyond what a wake holds ([`HANDOFF_CAP`]).
+//!
 //! Invariant: every row readable in the table is due at or after the loop's floor, or its due
-//! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]).
+//! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]), or its id is
+//! held by [`QueueWake`] (not yet taken by [`QueueWake::take_handed`]; the loop sends what it takes).
 //! - A loop starts with floor 0.
 //! - `begin` takes the pending low before the loop reads the table, so a row readable by then is
 //!   either at or above the old floor or covered by what `begin` took.
@@ -37,11 +42,16 @@ use tokio::sync::Notify;
 
 use super::{now_ms, ShardStore};
 
-/// One queue table's wake-up: a notification and the earliest due time added since the loop
-/// last looked.
+/// Most ids a wake holds for its loop. Beyond it rows are left to a scan, so a replica whose loop
+/// does not run (a follower) stops collecting there.
+pub const HANDOFF_CAP: usize = 4096;
+
+/// One queue table's wake-up: a notification, the earliest due time added since the loop last
+/// looked, and ids handed to the loop directly.
 pub struct QueueWake {
     notify: Notify,
     low: AtomicU64,
+    handed: Mutex<Vec<String>>,
 }
 
 impl Default for QueueWake {
@@ -49,6 +59,7 @@ impl Default for QueueWake {
         QueueWake {
             notify: Notify::new(),
             low: AtomicU64::new(u64::MAX),
+            handed: Mutex::default(),
         }
     }
 }
@@ -58,6 +69,30 @@ impl QueueWake {
     pub fn added(&self, due_ms: u64) {
         self.low.fetch_min(due_ms, Ordering::AcqRel);
         self.notify.notify_one();
+    }
+
+    /// Rows due at `due_ms` with these ids were written and are readable: hand them to the loop
+    /// (or, when it holds too many already, leave them to its next scan).
+    pub fn hand_over(&self, due_ms: u64, ids: Vec<String>) {
+        let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        if handed.len() + ids.len() <= HANDOFF_CAP {
+            handed.extend(ids);
+            drop(handed);
+            self.notify.notify_one();
+        } else {
+            drop(handed);
+            self.added(due_ms);
+        }
+    }
+
+    /// The ids handed over since the last call; the caller sends them.
+    pub fn take_handed(&self) -> Vec<String> {
+        std::mem::take(&mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether rows were added that only a scan finds.
+    pub fn scan_pending(&self) -> bool {
+        self.low.load(Ordering::Acquire) != u64::MAX
     }
 
     /// Until rows are added (or another `added` arrived since the last wait).
@@ -176,6 +211,26 @@ mod tests {
         wake.added(700);
         assert_eq!(floor.begin(&wake), 700);
         assert_eq!(floor.begin(&wake), 700, "a taken low is not taken twice");
+    }
+
+    #[test]
+    fn handed_ids_skip_the_scan_until_the_wake_is_full() {
+        let wake = QueueWake::default();
+        let ids = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        wake.hand_over(100, ids(3));
+        assert!(!wake.scan_pending(), "handed rows need no scan");
+        assert_eq!(wake.take_handed(), ids(3));
+        assert!(wake.take_handed().is_empty(), "taken once");
+        wake.hand_over(100, ids(HANDOFF_CAP));
+        wake.hand_over(200, ids(1));
+        assert!(
+            wake.scan_pending(),
+            "beyond the cap, rows are left to a scan"
+        );
+        let mut floor = QueueFloor::default();
+        floor.found(Some(500));
+        assert_eq!(floor.begin(&wake), 200);
+        assert_eq!(wake.take_handed().len(), HANDOFF_CAP);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! record each attempt's result through the shard's executor (another Raft entry).
 //!
 //! ```text
-//!  an applied entry queued messages ──notify──┐   (or the earliest row's due time,
-//!                                              ▼    for retries that come due later)
-//!  due rows of the outbox (from the loop's floor, see cluster::wakeups) on applied state
+//!  an applied entry queued messages ──their ids──┐
+//!  a retry comes due, a new loop, too many ids ───┼─► due rows of the outbox (a scan from the
+//!                                                 │   loop's floor, see cluster::wakeups)
+//!                                                 ▼
 //!      ─► for each message not already in flight (≤ concurrency):
 //!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
 //!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
@@ -69,41 +70,47 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(deps.concurrency));
     let lost = CancellationToken::new();
     let due_gauge = metrics::gauge!(m::OUTBOX_DUE, "shard" => shard.to_string());
-    // Look once at start, from floor 0: a new leader inherits the outbox of the previous one.
+    // Look once at start, from floor 0: a new leader inherits the outbox of the previous one. Ids
+    // handed over before are readable, so that scan finds them.
     let mut floor = QueueFloor::default();
-    let mut pause = Duration::ZERO;
+    drop(wake.outbox.take_handed());
+    let mut next_scan = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = lost.cancelled() => return,
             _ = wake.outbox.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(next_scan) => {}
         }
-        let pass = floor.read(&wake.outbox, &reader, Queue::Outbox, deps.concurrency * 2);
-        let due = match pass {
-            Ok(pass) => {
-                // A row already due is being sent (it keeps its row until the result commits,
-                // which wakes the loop), so that case waits for the wake.
-                pause = match pass.first_due_in() {
-                    Some(wait) if !wait.is_zero() => wait.min(IDLE),
-                    _ => IDLE,
-                };
-                pass.due
+        // Newly queued messages come by id; only rows due later (retries) and overflow need a scan.
+        let mut due = wake.outbox.take_handed();
+        if tokio::time::Instant::now() >= next_scan || wake.outbox.scan_pending() {
+            let pass = floor.read(&wake.outbox, &reader, Queue::Outbox, deps.concurrency * 2);
+            match pass {
+                Ok(pass) => {
+                    // A row already due is being sent (it keeps its row until the result
+                    // commits), so that case waits for a wake or the safety net.
+                    let wait = match pass.first_due_in() {
+                        Some(wait) if !wait.is_zero() => wait.min(IDLE),
+                        _ => IDLE,
+                    };
+                    next_scan = tokio::time::Instant::now() + wait;
+                    due_gauge.set(pass.due.len() as f64);
+                    due.extend(pass.due.into_iter().map(|row| row.id));
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "outbox scan failed");
+                    next_scan = tokio::time::Instant::now() + IDLE;
+                }
             }
-            Err(e) => {
-                tracing::warn!(shard, error = %e, "outbox scan failed");
-                pause = IDLE;
-                continue;
-            }
-        };
-        due_gauge.set(due.len() as f64);
+        }
         if due.is_empty() {
             continue;
         }
         // The channel list is read once per pass, not once per message.
         let channels = Arc::new(deps.view.channels());
-        for item in due {
-            if !lock(&in_flight).insert(item.id.clone()) {
+        for id in due {
+            if !lock(&in_flight).insert(id.clone()) {
                 continue;
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -118,7 +125,6 @@ pub async fn run(
                 channels.clone(),
             );
             tokio::spawn(async move {
-                let id = item.id;
                 if let Err(e) = deliver(&reader, &submit, &deps, &channels, &id).await {
                     tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
                     lost.cancel();

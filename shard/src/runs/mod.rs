@@ -73,12 +73,23 @@ pub enum RunsCommand {
 }
 
 impl RunsCommand {
-    /// The earliest due time of the outbox rows applying this command at `now_ms` may add (new
-    /// queued messages are due at once, a retry at its time). `None`: it adds none.
-    pub fn outbox_low(&self, now_ms: u64) -> Option<u64> {
+    /// The messages applying this command may queue for an immediate send (new and resumed runs'
+    /// queued messages; a run recorded before queues nothing, which its reader finds out).
+    pub fn queued_now(&self) -> impl Iterator<Item = &str> {
+        let runs: &[NewRun] = match self {
+            RunsCommand::Record(runs) => runs,
+            RunsCommand::Resume { run } => std::slice::from_ref(run),
+            _ => &[],
+        };
+        runs.iter()
+            .flat_map(|r| r.messages.iter())
+            .filter(|m| m.status == QUEUED)
+            .map(|m| m.id.as_str())
+    }
+
+    /// The due time of the outbox row a failed attempt's retry adds. `None`: it adds none.
+    pub fn retry_at(&self) -> Option<u64> {
         match self {
-            RunsCommand::Record(runs) => runs.iter().any(NewRun::queues_messages).then_some(now_ms),
-            RunsCommand::Resume { run } => run.queues_messages().then_some(now_ms),
             RunsCommand::Delivery {
                 outcome: DeliveryOutcome::Retry { retry_at_ms, .. },
                 ..
@@ -95,12 +106,6 @@ impl RunsCommand {
             RunsCommand::Resume { run } => paused(run),
             _ => None,
         }
-    }
-}
-
-impl NewRun {
-    fn queues_messages(&self) -> bool {
-        self.messages.iter().any(|m| m.status == QUEUED)
     }
 }
 
