@@ -10,10 +10,12 @@ use herald_raft::{RocksStorage, StorageConfig};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload};
 
-/// Appends the operand: not commutative, so a fold out of order would show.
-fn append(existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
+/// Appends the operands: not commutative, so a fold out of order would show.
+fn append(existing: Option<&[u8]>, operands: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8> {
     let mut v = existing.unwrap_or_default().to_vec();
-    v.extend_from_slice(operand);
+    for op in operands {
+        v.extend_from_slice(op);
+    }
     v
 }
 

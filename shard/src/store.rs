@@ -36,15 +36,20 @@ pub trait Store: StoreRead {
     fn merge(&mut self, key: &[u8], operand: &[u8]);
 }
 
-/// How a stored value and a merge operand combine, by the operand's first byte. Unknown operands
-/// leave the value as it is (total: a fold may run in compaction, where it cannot fail a request).
-pub fn merge_rule(existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
-    match operand.split_first() {
-        Some((&crate::runs::counts::OPERAND_FEED_COUNTS, steps)) => {
-            crate::runs::counts::fold(existing, steps)
-        }
-        _ => existing.map(<[u8]>::to_vec).unwrap_or_default(),
+/// How a stored value and merge operands combine, by each operand's first byte (see
+/// `herald_raft::MergeRule` for what a rule must keep). Operands of an unknown kind are skipped
+/// (total: a fold may run in compaction, where it cannot fail a request).
+pub fn merge_rule(existing: Option<&[u8]>, operands: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8> {
+    let mut steps = operands
+        .filter_map(|op| match op.split_first() {
+            Some((&crate::runs::counts::OPERAND_FEED_COUNTS, steps)) => Some(steps),
+            _ => None,
+        })
+        .peekable();
+    if steps.peek().is_none() {
+        return existing.map(<[u8]>::to_vec).unwrap_or_default();
     }
+    crate::runs::counts::fold(existing, steps)
 }
 
 /// A [`Store`] over a `BTreeMap`: ordered like RocksDB's default bytewise comparator.
@@ -111,7 +116,10 @@ impl Store for MemStore {
     }
 
     fn merge(&mut self, key: &[u8], operand: &[u8]) {
-        let value = merge_rule(self.map.get(key).map(Vec::as_slice), operand);
+        let value = merge_rule(
+            self.map.get(key).map(Vec::as_slice),
+            &mut std::iter::once(operand),
+        );
         self.map.insert(key.to_vec(), value);
     }
 }

@@ -44,29 +44,22 @@ pub use state_machine::{
 use crate::error::{Error, Result};
 use crate::types::{GroupId, TypeConfig};
 
-/// How a group's application value and a merge operand ([`GroupBatch::merge`]) combine into the new
-/// value. RocksDB folds operands lazily (on read, during compaction), at different times on every
-/// replica, so the rule must be pure and total: the same value and operands, folded in log order,
-/// give the same bytes everywhere. `existing` is `None` when the key has no value. Operands are
-/// only ever folded over a full value (no partial merges), so the rule need not be associative.
-pub type MergeRule = fn(existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8>;
+/// How a group's application value and merge operands ([`GroupBatch::merge`]) combine into the new
+/// value: `operands` in log order over `existing` (`None` when the key has no value). RocksDB folds
+/// operands lazily (on read, during compaction), at different times on every replica and in
+/// different runs, so the rule must be pure and total, and folding in one call or several must
+/// agree: `rule(rule(v, a), b) == rule(v, a ++ b)`. Operands are only ever folded over the full
+/// value (no partial merges), so the rule need not be associative.
+pub type MergeRule =
+    fn(existing: Option<&[u8]>, operands: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8>;
 
-/// The default [`MergeRule`]: the operand replaces the value (a merge is then a blind put).
-pub fn replace_rule(_existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8> {
-    operand.to_vec()
-}
-
-/// Fold `operands`, in order, over `existing`.
-pub(crate) fn fold_operands<'a>(
-    rule: MergeRule,
-    existing: Option<&[u8]>,
-    operands: impl IntoIterator<Item = &'a [u8]>,
-) -> Vec<u8> {
-    let mut value = existing.map(<[u8]>::to_vec);
-    for op in operands {
-        value = Some(rule(value.as_deref(), op));
-    }
-    value.unwrap_or_default()
+/// The default [`MergeRule`]: the last operand replaces the value (a merge is then a blind put).
+pub fn replace_rule(existing: Option<&[u8]>, operands: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8> {
+    operands
+        .last()
+        .or(existing)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }
 
 /// Name of the merge operator registered on the application CFs (RocksDB records it in OPTIONS).
@@ -158,7 +151,7 @@ impl RocksStorage {
                 cf.set_merge_operator(
                     MERGE_OPERATOR,
                     move |_key: &[u8], existing: Option<&[u8]>, ops: &rocksdb::MergeOperands| {
-                        Some(fold_operands(rule, existing, ops))
+                        Some(rule(existing, &mut ops.iter()))
                     },
                     // Never combine operands without the value under them: the rule need not be
                     // associative (saturating counters are not). RocksDB keeps them as they are.

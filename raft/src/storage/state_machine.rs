@@ -22,7 +22,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, S
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, fold_operands, keys, MergeRule, RocksStorage};
+use super::{decode, encode, keys, MergeRule, RocksStorage};
 use crate::error::Result;
 use crate::types::{
     Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -73,11 +73,7 @@ impl Pending {
         match self {
             Pending::Put(v) => Some(v.clone()),
             Pending::Delete => None,
-            Pending::Merge(ops) => Some(fold_operands(
-                rule,
-                committed,
-                ops.iter().map(Vec::as_slice),
-            )),
+            Pending::Merge(ops) => Some(rule(committed, &mut ops.iter().map(Vec::as_slice))),
         }
     }
 }
@@ -222,8 +218,10 @@ impl<'a> GroupBatch<'a> {
     pub fn merge(&mut self, key: &[u8], operand: &[u8]) {
         let rule = self.storage.merge_rule();
         match self.overlay.get_mut(key) {
-            Some(Pending::Put(v)) => *v = rule(Some(v), operand),
-            Some(p @ Pending::Delete) => *p = Pending::Put(rule(None, operand)),
+            Some(Pending::Put(v)) => *v = rule(Some(v), &mut std::iter::once(operand)),
+            Some(p @ Pending::Delete) => {
+                *p = Pending::Put(rule(None, &mut std::iter::once(operand)))
+            }
             Some(Pending::Merge(ops)) => ops.push(operand.to_vec()),
             None => {
                 self.overlay

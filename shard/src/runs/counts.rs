@@ -84,10 +84,13 @@ pub fn decode(raw: Option<&[u8]>) -> FeedCounts {
         .unwrap_or_default()
 }
 
-/// The counters row after folding `steps` (an operand without its first byte) over `existing`.
-pub fn fold(existing: Option<&[u8]>, steps: &[u8]) -> Vec<u8> {
+/// The counters row after applying each operand's `steps` (the bytes after its first), in order,
+/// over `existing`: decoded and encoded once however many operands a key has collected.
+pub fn fold<'a>(existing: Option<&[u8]>, steps: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut counts = decode(existing);
-    apply_steps(&mut counts, steps);
+    for s in steps {
+        apply_steps(&mut counts, s);
+    }
     serde_json::to_vec(&counts).unwrap_or_default()
 }
 
@@ -95,11 +98,13 @@ pub fn fold(existing: Option<&[u8]>, steps: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// One fold per operand, checked against one fold of them all.
     fn fold_all(ops: &[&[u8]]) -> FeedCounts {
         let mut row: Option<Vec<u8>> = None;
         for op in ops {
-            row = Some(fold(row.as_deref(), op));
+            row = Some(fold(row.as_deref(), [*op]));
         }
+        assert_eq!(row, Some(fold(None, ops.iter().copied())));
         decode(row.as_deref())
     }
 
@@ -140,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_row_that_does_not_decode_counts_from_zero() {
-        let row = fold(Some(b"not json"), &[ADD]);
+        let row = fold(Some(b"not json"), [&[ADD][..]]);
         assert_eq!(decode(Some(&row)).total, 1);
     }
 }
