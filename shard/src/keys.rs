@@ -14,13 +14,14 @@
 //! 0x10 MESSAGE         | msg_id                       -> StoredMessage (JSON)
 //! 0x11 RECIPIENT_MSG   | coll | id | msg_id           -> empty   (a recipient's messages, time-ordered)
 //! 0x12 FEED            | coll | id | channel | msg_id -> empty   (in-app feed items, time-ordered)
-//! 0x13 FEED_COUNTS     | coll | id | channel          -> FeedCounts (JSON; exact, kept by apply)
+//! 0x13 FEED_COUNTS     | coll | id | channel          -> FeedCounts (JSON; exact; merge operands, runs::counts)
 //! 0x14 RUN             | run_id                       -> StoredRun (JSON)
 //! 0x15 CANCEL_INDEX    | workflow | cancel_key | run  -> empty   (runs a cancel can still stop)
 //! 0x16 IDEMPOTENCY     | key                          -> IdempotencyRecord (JSON)
 //! 0x17 OUTBOX          | due_ms u64 | msg_id          -> empty   (messages waiting for a provider send)
 //! 0x18 DELIVERY_LOG    | msg_id | seq u32             -> delivery log (JSON)
-//! 0x19 MESSAGE_EVENT   | msg_id | seq u32             -> message event (JSON)
+//! 0x19 MESSAGE_EVENT   | msg_id | seq u32             -> message event (JSON; from seq 1 when the
+//!                                                        message row stands for event 0)
 //! 0x1A TIMER           | due_ms u64 | run_id          -> empty   (paused runs to resume)
 //! 0x1B ONCE            | workflow | coll | id | scope -> empty  (trigger_frequency: already ran)
 //! ```
