@@ -95,7 +95,6 @@ pub async fn run(
                         _ => IDLE,
                     };
                     next_scan = tokio::time::Instant::now() + wait;
-                    due_gauge.set(pass.due.len() as f64);
                     due.extend(pass.due.into_iter().map(|row| row.id));
                 }
                 Err(e) => {
@@ -104,6 +103,7 @@ pub async fn run(
                 }
             }
         }
+        due_gauge.set(due.len() as f64);
         if due.is_empty() {
             continue;
         }
