@@ -81,6 +81,7 @@ fn pass(cluster: &Cluster, running: &mut HashMap<ShardId, Duties>) {
                 let deps = DispatchDeps {
                     providers: cluster.inner.providers.clone(),
                     view: cluster.inner.view.clone(),
+                    meta: cluster.inner.meta.raft.clone(),
                     retry_base: Duration::from_millis(cluster.inner.config.retry_base_ms),
                     concurrency: cluster.inner.config.delivery_concurrency,
                 };

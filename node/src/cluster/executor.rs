@@ -19,9 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::state_machines::ShardStore;
-use crate::backend::ChannelRecord;
 use crate::codec;
-use crate::meta::MetaView;
+use crate::meta::{ChannelCache, MetaView};
 use crate::metrics as m;
 use crate::workflows::{evaluate, evaluate_resume, EvalContext, ShardTrigger, WorkflowCache};
 
@@ -57,25 +56,6 @@ pub enum Work {
 
 type Waiter = oneshot::Sender<Result<ShardReply, ProposeError>>;
 type Job = (Work, Waiter);
-
-/// The channel list as of a meta applied index, reloaded only when meta applied more entries.
-#[derive(Default)]
-pub struct ChannelCache {
-    at: Option<Option<openraft::LogId<u64>>>,
-    channels: Arc<Vec<ChannelRecord>>,
-}
-
-impl ChannelCache {
-    fn get(&mut self, deps: &EvalDeps) -> Arc<Vec<ChannelRecord>> {
-        // Read the index before the list: a list read later is at least as new as the index.
-        let applied = deps.meta.metrics().borrow().last_applied;
-        if self.at != Some(applied) {
-            self.channels = Arc::new(deps.view.channels());
-            self.at = Some(applied);
-        }
-        self.channels.clone()
-    }
-}
 
 /// What trigger evaluation reads: the shard's applied state and the catalog.
 #[derive(Clone)]
@@ -133,7 +113,7 @@ fn prepare(
     // Only batches that evaluate need the channels (a batch of identifies does not).
     let evaluates = jobs.iter().any(|(w, _)| !matches!(w, Work::Command(_)));
     let channels = if evaluates {
-        channel_cache.get(deps)
+        channel_cache.get(&deps.meta, &deps.view)
     } else {
         Arc::default()
     };

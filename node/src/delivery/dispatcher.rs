@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::{policy, Outcome, Outgoing, Providers};
 use crate::backend::ChannelRecord;
 use crate::cluster::{now_ms, QueueFloor, ShardStore, Wakeups};
-use crate::meta::MetaView;
+use crate::meta::{ChannelCache, MetaView};
 use crate::metrics as m;
 
 /// Longest sleep without a wake-up (a safety net; due times and notifications drive the loop).
@@ -53,6 +53,8 @@ pub type Submit = Arc<
 pub struct DispatchDeps {
     pub providers: Arc<Providers>,
     pub view: MetaView,
+    /// The meta group: its applied index tells when the channel list may have changed.
+    pub meta: herald_raft::Raft,
     pub retry_base: Duration,
     pub concurrency: usize,
 }
@@ -75,6 +77,7 @@ pub async fn run(
     let mut floor = QueueFloor::default();
     drop(wake.outbox.take_handed());
     let mut next_scan = tokio::time::Instant::now();
+    let mut channel_cache = ChannelCache::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -107,8 +110,8 @@ pub async fn run(
         if due.is_empty() {
             continue;
         }
-        // The channel list is read once per pass, not once per message.
-        let channels = Arc::new(deps.view.channels());
+        // The channel list is re-read only after the meta group applied something.
+        let channels = channel_cache.get(&deps.meta, &deps.view);
         for id in due {
             if !lock(&in_flight).insert(id.clone()) {
                 continue;

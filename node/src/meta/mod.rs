@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::ApiKeys;
 pub use catalog::{WorkflowRecord, WORKFLOWS_TABLE, WORKFLOW_VERSIONS_TABLE};
-pub use view::MetaView;
+pub use view::{ChannelCache, MetaView};
 
 /// Meta table of [`crate::backend::ChannelRecord`]s, keyed by channel key.
 pub const CHANNELS_TABLE: &str = "channels";

@@ -61,6 +61,27 @@ impl<T> Decoded<T> {
 
 const KEYS_TTL: Duration = Duration::from_secs(1);
 
+/// The channel list as of a meta applied index, reloaded only when meta applied more entries: its
+/// owner (a shard's executor or dispatcher) reads it for every batch without scanning the table.
+#[derive(Default)]
+pub struct ChannelCache {
+    at: Option<Option<openraft::LogId<u64>>>,
+    channels: Arc<Vec<ChannelRecord>>,
+}
+
+impl ChannelCache {
+    /// The channels, as new as `meta`'s applied index when called.
+    pub fn get(&mut self, meta: &herald_raft::Raft, view: &MetaView) -> Arc<Vec<ChannelRecord>> {
+        // Read the index before the list: a list read later is at least as new as the index.
+        let applied = meta.metrics().borrow().last_applied;
+        if self.at != Some(applied) {
+            self.channels = Arc::new(view.channels());
+            self.at = Some(applied);
+        }
+        self.channels.clone()
+    }
+}
+
 impl MetaView {
     pub fn new(reader: GroupReader) -> Self {
         MetaView {
