@@ -59,7 +59,7 @@ fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl ToString) -> S
 }
 
 /// A write of the current batch, not yet in RocksDB.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Pending {
     Put(Vec<u8>),
     Delete,

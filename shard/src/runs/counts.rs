@@ -49,7 +49,7 @@ pub fn operand(steps: &[u8]) -> Vec<u8> {
 }
 
 /// Apply `steps` to `counts`.
-pub fn apply_steps(counts: &mut FeedCounts, steps: &[u8]) {
+fn apply_steps(counts: &mut FeedCounts, steps: &[u8]) {
     for &s in steps {
         let (total, unread, unseen) = if s & ARCHIVED != 0 {
             (
@@ -79,7 +79,7 @@ pub fn apply_steps(counts: &mut FeedCounts, steps: &[u8]) {
 
 /// Decode a counters row. Rows are written only by [`fold`]; one that does not decode (which
 /// would be a bug) counts from zero rather than failing every later read and compaction.
-pub fn decode(raw: Option<&[u8]>) -> FeedCounts {
+fn decode(raw: Option<&[u8]>) -> FeedCounts {
     raw.and_then(|r| serde_json::from_slice(r).ok())
         .unwrap_or_default()
 }

@@ -48,6 +48,17 @@ fn cmd(store: &mut MemStore, now: u64, c: RunsCommand) -> RunsReply {
     }
 }
 
+/// Record, at `now`, a completed run of workflow run `wr` for `u1` with one message.
+fn record_message(s: &mut MemStore, now: u64, id: &str, channel_type: &str, status: &str) {
+    let r = run(
+        "u1",
+        "wr",
+        vec![msg(id, channel_type, status)],
+        RunStatus::Completed,
+    );
+    cmd(s, now, RunsCommand::Record(vec![r]));
+}
+
 fn q(store: &MemStore, rq: RunsQuery) -> RunsReply {
     match run_q(store, &ShardQuery::Runs(rq)) {
         ShardReply::Runs(r) => r,
@@ -156,16 +167,7 @@ fn feed_counters_follow_engagement_exactly() {
 fn outbox_retries_then_finishes_once() {
     let mut s = MemStore::new();
     let m = make_id(10, 1, [9; 10]);
-    cmd(
-        &mut s,
-        10,
-        RunsCommand::Record(vec![run(
-            "u1",
-            "wr",
-            vec![msg(&m, "http", QUEUED)],
-            RunStatus::Completed,
-        )]),
-    );
+    record_message(&mut s, 10, &m, "http", QUEUED);
     assert_eq!(due_rows(&s, Queue::Outbox, 0, 10, 10).unwrap().len(), 1);
     let log = r#"{"request":{"method":"POST"},"response":{"status":500}}"#.to_string();
     cmd(
@@ -368,16 +370,7 @@ fn once_scope_records_one_run_per_recipient_and_scope() {
 fn a_message_lists_its_creation_event_from_its_row_then_later_events() {
     let mut s = MemStore::new();
     let id = make_id(10, 1, [7; 10]);
-    cmd(
-        &mut s,
-        10,
-        RunsCommand::Record(vec![run(
-            "u1",
-            "wr",
-            vec![msg(&id, "in_app_feed", "sent")],
-            RunStatus::Completed,
-        )]),
-    );
+    record_message(&mut s, 10, &id, IN_APP_FEED, SENT);
     // The creation event has no row of its own.
     let event_rows = s
         .iter()
