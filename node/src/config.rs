@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Raft's election timeout range, derived from the heartbeat. Its upper end is also the leader
+    /// lease: how long a node refuses votes after last hearing from (or becoming) the leader.
+    pub fn election_timeout(&self) -> std::ops::Range<Duration> {
+        Duration::from_millis(self.heartbeat_ms * 4)..Duration::from_millis(self.heartbeat_ms * 8)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::InvalidParams(format!("config: {m}")));
         if self.id == 0 {

@@ -26,6 +26,8 @@ pub const PROVIDER_LATENCY: &str = "herald_provider_latency_seconds";
 pub const EXECUTOR_QUEUE: &str = "herald_executor_queue_depth";
 /// Gauge: messages due or in flight in a shard leader's dispatcher, by `shard`.
 pub const OUTBOX_DUE: &str = "herald_outbox_due";
+/// Counter: shard leadership hand-offs this node started as leader, by `result` (moved, failed).
+pub const LEADER_HANDOFFS: &str = "herald_leader_handoffs_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

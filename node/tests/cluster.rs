@@ -26,6 +26,51 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
     tracing_phase("bootstrap node 1, join nodes 2 and 3");
     let mut nodes = start_cluster(root.path(), 3, SHARDS).await;
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let ids: Vec<u64> = nodes.iter().map(|n| n.id).collect();
+
+    tracing_phase("node 1 created every shard; leadership spreads while users are written");
+    let writer = {
+        let (client, urls) = (client.clone(), urls.clone());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut written = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let user = format!("spread-{}", written.len());
+                let url = &urls[written.len() % urls.len()];
+                let body = Some(json!({"seq": written.len()}));
+                let r = client
+                    .call("PUT", &format!("{url}/v1/users/{user}"), body)
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, 200, "{user} during hand-offs: {:?}", r.body);
+                written.push(user);
+            }
+            written
+        });
+        (stop, task)
+    };
+    eventually(
+        Duration::from_secs(30),
+        "each node leads its share of the shards",
+        || async { leaders_spread_evenly(&client.cluster(&urls[2]).await?, &ids).then_some(()) },
+    )
+    .await;
+    writer.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.1.await.unwrap();
+    eprintln!("{} users written while leadership spread", written.len());
+    for (k, user) in written.iter().enumerate() {
+        let url = &urls[(k + 1) % urls.len()];
+        let r = client
+            .call("GET", &format!("{url}/v1/users/{user}"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status, 200,
+            "{user} written during hand-offs: {:?}",
+            r.body
+        );
+    }
 
     tracing_phase("identify through node 1, read through node 3");
     let r = client
@@ -131,6 +176,17 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
         || async { reachable(&client.cluster(&survivors[0]).await?)?.then_some(()) },
     )
     .await;
+    eventually(
+        Duration::from_secs(30),
+        "the restarted node leads its share again",
+        || async { leaders_spread_evenly(&client.cluster(&restarted).await?, &ids).then_some(()) },
+    )
+    .await;
+    let r = client
+        .call("GET", &format!("{restarted}/v1/users/alice"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.body["plan"], "enterprise", "{:?}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,7 +45,7 @@ pub use model::{
     RecipientSnapshot, RecipientUpsert, RecipientView, MAX_ID_BYTES, TENANTS_COLLECTION,
     USERS_COLLECTION,
 };
-pub use placement::{rendezvous_replicas, shard_of_slot, slot_of, SLOT_COUNT};
+pub use placement::{preferred_leaders, rendezvous_replicas, shard_of_slot, slot_of, SLOT_COUNT};
 pub use store::{merge_rule, MemStore, Store, StoreRead};
 
 /// Identifies a shard (its Raft group id).

@@ -46,6 +46,26 @@ pub fn rendezvous_replicas(shard: ShardId, nodes: &[u64], r: usize) -> Vec<u64> 
     ranked.into_iter().take(r).map(|(_, n)| n).collect()
 }
 
+/// The node that should lead each shard `0..shard_count`: of a shard's replicas (rendezvous order),
+/// the one that leads the fewest shards so far, ties going to the higher-ranked replica. Leadership
+/// then spreads evenly: when every node holds every shard, counts differ by at most one.
+///
+/// Deterministic in its inputs, so every node computes the same answer from the same membership.
+pub fn preferred_leaders(shard_count: u32, nodes: &[u64], r: usize) -> Vec<u64> {
+    let mut led: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    (0..shard_count)
+        .filter_map(|shard| {
+            let replicas = rendezvous_replicas(shard, nodes, r);
+            // `min_by_key` keeps the first of equal keys: the higher-ranked replica.
+            let leader = *replicas
+                .iter()
+                .min_by_key(|n| led.get(n).copied().unwrap_or(0))?;
+            *led.entry(leader).or_default() += 1;
+            Some(leader)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +161,40 @@ mod tests {
                 assert_eq!(before, after);
             }
         }
+    }
+
+    #[test]
+    fn preferred_leaders_spread_evenly_over_full_replica_sets() {
+        let leaders = preferred_leaders(64, &[1, 2, 3], 3);
+        assert_eq!(leaders.len(), 64);
+        let count = |n: u64| leaders.iter().filter(|l| **l == n).count();
+        let mut counts = [count(1), count(2), count(3)];
+        counts.sort_unstable();
+        assert_eq!(counts, [21, 21, 22]);
+    }
+
+    #[test]
+    fn preferred_leader_is_a_replica_and_stable() {
+        let nodes = [1, 2, 3, 4, 5, 6, 7];
+        let leaders = preferred_leaders(256, &nodes, 3);
+        for (shard, leader) in leaders.iter().enumerate() {
+            assert!(rendezvous_replicas(shard as u32, &nodes, 3).contains(leader));
+        }
+        assert_eq!(leaders, preferred_leaders(256, &[7, 6, 5, 4, 3, 2, 1], 3));
+        let max = nodes
+            .iter()
+            .map(|n| leaders.iter().filter(|l| *l == n).count())
+            .max();
+        let min = nodes
+            .iter()
+            .map(|n| leaders.iter().filter(|l| *l == n).count())
+            .min();
+        assert!(max.unwrap() - min.unwrap() <= 2, "{min:?}..{max:?}");
+    }
+
+    #[test]
+    fn preferred_leaders_of_one_node_and_of_none() {
+        assert_eq!(preferred_leaders(4, &[9], 3), vec![9; 4]);
+        assert!(preferred_leaders(4, &[], 3).is_empty());
     }
 }

@@ -70,13 +70,42 @@ pub struct EvalDeps {
 #[derive(Clone)]
 pub struct ShardExecutorHandle {
     tx: mpsc::Sender<Job>,
+    holds: mpsc::Sender<Hold>,
+}
+
+/// A request to stop proposing: answered on `paused` once nothing is in flight, then no entry is
+/// proposed until `release` resolves or is dropped (at most [`MAX_PAUSE`]).
+struct Hold {
+    paused: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
+/// The longest an executor stays paused, even if its holder never lets go.
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// While this lives, the executor proposes nothing; dropping it resumes proposing.
+pub struct Paused {
+    _release: oneshot::Sender<()>,
 }
 
 impl ShardExecutorHandle {
     pub fn spawn(shard: u32, raft: Raft, deps: EvalDeps) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(shard, raft, deps, rx));
-        ShardExecutorHandle { tx }
+        let (holds, holds_rx) = mpsc::channel(1);
+        tokio::spawn(run(shard, raft, deps, rx, holds_rx));
+        ShardExecutorHandle { tx, holds }
+    }
+
+    /// Stop proposing once the entry in flight (if any) is done: the log stops growing, so a
+    /// follower can catch up with all of it (leadership hand-off). `None` if the executor stopped.
+    pub async fn pause(&self) -> Option<Paused> {
+        let (paused, paused_rx) = oneshot::channel();
+        let (release_tx, release) = oneshot::channel();
+        self.holds.send(Hold { paused, release }).await.ok()?;
+        paused_rx.await.ok()?;
+        Some(Paused {
+            _release: release_tx,
+        })
     }
 
     pub async fn submit(&self, cmd: Work) -> Result<ShardReply, ProposeError> {
@@ -179,13 +208,33 @@ fn compiled(
         })
 }
 
-async fn run(shard: u32, raft: Raft, deps: EvalDeps, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    shard: u32,
+    raft: Raft,
+    deps: EvalDeps,
+    mut rx: mpsc::Receiver<Job>,
+    mut holds: mpsc::Receiver<Hold>,
+) {
     let mut channel_cache = ChannelCache::default();
     let shard_label = shard.to_string();
     // Registered once: a labelled lookup per entry shows up on the hot path.
     let queue_depth = metrics::gauge!(m::EXECUTOR_QUEUE, "shard" => shard_label.clone());
     let batch_size = metrics::histogram!(m::PROPOSAL_BATCH, "shard" => shard_label);
-    while let Some(first) = rx.recv().await {
+    loop {
+        // Here nothing is in flight: the one place a hold can take effect.
+        let first = tokio::select! {
+            biased;
+            Some(hold) = holds.recv() => {
+                if hold.paused.send(()).is_ok() {
+                    let _ = tokio::time::timeout(MAX_PAUSE, hold.release).await;
+                }
+                continue;
+            }
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {

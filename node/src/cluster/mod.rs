@@ -15,6 +15,7 @@
 
 mod duties;
 mod executor;
+mod handoff;
 mod placement;
 pub mod rpc;
 mod start;
@@ -349,6 +350,7 @@ impl Cluster {
                 self.local_group(GroupId::shard(shard))
                     .map(|g| group_status(&g)),
             ),
+            NodeRequest::Campaign { shard } => handoff::campaign(self, shard).await,
         }
     }
 

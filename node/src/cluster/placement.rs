@@ -6,39 +6,61 @@
 //! - the leader of a group adds missing replicas as learners, promotes them to voters once they
 //!   have caught up (one `change_membership`, which also removes replicas that left the set).
 //!
+//! - the leader of a settled shard (voters as desired) that another voter should lead hands its
+//!   leadership over ([`super::handoff`]), so leaders spread evenly
+//!   ([`crate::meta::MetaView::preferred_leaders`]).
+//!
 //! Desired sets: meta voters = the first five members by id (the rest are learners); shard `s` =
 //! the top-R members by rendezvous hashing ([`crate::meta::MetaView::placement`]), so a join moves only
 //! the shards whose top-R now includes the new node.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_raft::{GroupHandle, GroupId};
+use herald_shard::ShardId;
 use openraft::BasicNode;
 
-use super::Cluster;
+use super::{handoff, Cluster};
 
 const PASS_INTERVAL: Duration = Duration::from_millis(300);
 /// A learner within this many entries of the leader's log counts as caught up.
 const CATCH_UP_SLACK: u64 = 64;
 const META_VOTERS: usize = 5;
+/// Leadership hand-offs one node runs at once (each pauses its shard's proposals briefly).
+const MAX_HANDOFFS: usize = 4;
+/// After a failed hand-off, the shard's leader waits this long before trying again.
+const HANDOFF_RETRY: Duration = Duration::from_secs(5);
+
+/// Groups with a membership change or hand-off running (one at a time per group).
+type Busy = Arc<Mutex<HashSet<GroupId>>>;
+
+/// What the loop remembers between passes about the shards this node leads.
+#[derive(Default)]
+struct Leading {
+    /// When this node was first seen leading the group, in which term.
+    since: HashMap<GroupId, (u64, Instant)>,
+    /// When the last hand-off of the group was started.
+    tried: HashMap<GroupId, Instant>,
+}
 
 pub(super) fn spawn(cluster: Cluster) {
     let token = cluster.shutdown_token();
-    let busy: Arc<Mutex<HashSet<GroupId>>> = Arc::default();
+    let busy: Busy = Arc::default();
     tokio::spawn(async move {
+        let mut leading = Leading::default();
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(PASS_INTERVAL) => {}
             }
-            pass(&cluster, &busy).await;
+            pass(&cluster, &busy, &mut leading).await;
         }
     });
 }
 
-async fn pass(cluster: &Cluster, busy: &Arc<Mutex<HashSet<GroupId>>>) {
+async fn pass(cluster: &Cluster, busy: &Busy, leading: &mut Leading) {
     let view = cluster.view().clone();
     let Some(info) = view.info() else { return };
     let members: Vec<u64> = view.members().iter().map(|m| m.id).collect();
@@ -52,6 +74,7 @@ async fn pass(cluster: &Cluster, busy: &Arc<Mutex<HashSet<GroupId>>>) {
         reconcile(cluster, busy, GroupId::META, meta, meta_voters, &members);
     }
 
+    let preferred = view.preferred_leaders();
     for shard in 0..info.shards {
         let group = GroupId::shard(shard);
         let desired: BTreeSet<u64> = view.placement(shard).into_iter().collect();
@@ -77,17 +100,92 @@ async fn pass(cluster: &Cluster, busy: &Arc<Mutex<HashSet<GroupId>>>) {
                     continue;
                 }
                 let all: Vec<u64> = desired.iter().copied().collect();
+                if let Some(&to) = preferred.get(shard as usize) {
+                    spread(cluster, busy, leading, shard, &handle, &desired, to);
+                }
                 reconcile(cluster, busy, group, handle, desired, &all);
             }
         }
     }
 }
 
+/// On the leader of a settled shard that `to` should lead: hand leadership over, once this node has
+/// led longer than the leader lease (before that, its vote would be refused by its own lease).
+fn spread(
+    cluster: &Cluster,
+    busy: &Busy,
+    leading: &mut Leading,
+    shard: ShardId,
+    handle: &GroupHandle,
+    desired: &BTreeSet<u64>,
+    to: u64,
+) {
+    let me = cluster.node_id();
+    let group = GroupId::shard(shard);
+    let metrics = handle.raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(me) {
+        leading.since.remove(&group);
+        return;
+    }
+    let term = metrics.current_term;
+    let since = match leading.since.get(&group) {
+        Some(&(t, at)) if t == term => at,
+        _ => {
+            leading.since.insert(group, (term, Instant::now()));
+            return;
+        }
+    };
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let settled = &voters == desired && membership.learner_ids().next().is_none();
+    let lease = cluster.config().election_timeout().end;
+    let caught_up = metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&to).cloned().flatten())
+        .is_some_and(|l| l.index + CATCH_UP_SLACK >= metrics.last_log_index.unwrap_or(0));
+    let reachable = cluster
+        .peer_of(to)
+        .is_some_and(|addr| !cluster.raft().unreachable_peers().contains(&addr));
+    let recently_tried = leading
+        .tried
+        .get(&group)
+        .is_some_and(|at| at.elapsed() < HANDOFF_RETRY);
+    if to == me
+        || !settled
+        || !voters.contains(&to)
+        || since.elapsed() <= lease + Duration::from_secs(1)
+        || !caught_up
+        || !reachable
+        || recently_tried
+    {
+        return;
+    }
+    {
+        let Ok(mut b) = busy.lock() else { return };
+        if b.len() >= MAX_HANDOFFS || !b.insert(group) {
+            return;
+        }
+    }
+    leading.tried.insert(group, Instant::now());
+    let cluster = cluster.clone();
+    let busy = busy.clone();
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        if let Err(e) = handoff::hand_over(&cluster, shard, &handle, to).await {
+            tracing::debug!(%group, to, error = %e, "leadership hand-off deferred");
+        }
+        if let Ok(mut b) = busy.lock() {
+            b.remove(&group);
+        }
+    });
+}
+
 /// On the group's leader: add every node of `wanted` as a learner, then make `voters` the voter
 /// set once they are caught up. Runs as its own task; one at a time per group.
 fn reconcile(
     cluster: &Cluster,
-    busy: &Arc<Mutex<HashSet<GroupId>>>,
+    busy: &Busy,
     group: GroupId,
     handle: GroupHandle,
     voters: BTreeSet<u64>,

@@ -22,6 +22,9 @@ pub enum NodeRequest {
     MetaRead { table: String, key: String },
     /// The receiver's view of `shard`'s Raft membership and leader.
     GroupStatus { shard: ShardId },
+    /// Leadership hand-off: the leader of `shard` stopped proposing and the receiver holds its
+    /// whole log; the receiver starts an election at once. Replies with its view of the group.
+    Campaign { shard: ShardId },
 }
 
 /// A Raft group as one replica sees it.

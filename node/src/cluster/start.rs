@@ -221,8 +221,8 @@ impl Cluster {
         .map_err(|e| Error::Internal(format!("open storage: {e}")))?;
         let timing = RaftTiming {
             heartbeat_ms: config.heartbeat_ms,
-            election_min_ms: config.heartbeat_ms * 4,
-            election_max_ms: config.heartbeat_ms * 8,
+            election_min_ms: config.election_timeout().start.as_millis() as u64,
+            election_max_ms: config.election_timeout().end.as_millis() as u64,
             snapshot_every: config.snapshot_every,
             keep_after_snapshot: RaftTiming::default()
                 .keep_after_snapshot

@@ -206,4 +206,14 @@ impl MetaView {
         let ids: Vec<u64> = self.members().iter().map(|m| m.id).collect();
         herald_shard::rendezvous_replicas(shard, &ids, info.replication as usize)
     }
+
+    /// The node that should lead each shard (index = shard id): leadership spread evenly over the
+    /// members ([`herald_shard::preferred_leaders`]).
+    pub fn preferred_leaders(&self) -> Vec<u64> {
+        let Some(info) = self.info() else {
+            return Vec::new();
+        };
+        let ids: Vec<u64> = self.members().iter().map(|m| m.id).collect();
+        herald_shard::preferred_leaders(info.shards, &ids, info.replication as usize)
+    }
 }

@@ -168,6 +168,7 @@ impl Drop for HeraldProcess {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
 }
@@ -271,6 +272,20 @@ pub fn all_shards_have_voters(cluster: &Value, n: usize) -> bool {
         && shards
             .iter()
             .all(|s| s["leader"].is_u64() && s["voters"].as_array().map(|v| v.len()) == Some(n))
+}
+
+/// Every shard has a leader and each of `nodes` leads its even share of them (counts differ by at
+/// most one), as leadership hand-offs leave a cluster whose nodes hold every shard.
+pub fn leaders_spread_evenly(cluster: &Value, nodes: &[u64]) -> bool {
+    let Some(shards) = cluster["shards"].as_array() else {
+        return false;
+    };
+    let led = |id: u64| shards.iter().filter(|s| s["leader"] == id).count();
+    let floor = shards.len() / nodes.len().max(1);
+    shards.iter().all(|s| s["leader"].is_u64())
+        && nodes
+            .iter()
+            .all(|&id| (floor..=floor + 1).contains(&led(id)))
 }
 
 /// The shard (0-based) that owns a user id, as the cluster computes it.
