@@ -45,6 +45,9 @@ const INHERITED_VARS_REMOVED: [&str; 7] = [
     "HERALD_JOIN",
 ];
 
+/// Longest wait for shard leadership to spread after placement (hand-offs take a few seconds).
+const SPREAD_WAIT: Duration = Duration::from_secs(15);
+
 /// How to start the local cluster.
 #[derive(Debug, Clone)]
 pub struct SpawnConfig {
@@ -221,7 +224,35 @@ impl LocalCluster {
         }
         let replicas = config.nodes.min(config.replication.unwrap_or(3) as usize);
         self.wait_placed(replicas, config.ready_timeout, cancel)
-            .await
+            .await?;
+        self.wait_spread(config.nodes, cancel).await
+    }
+
+    /// Wait (at most [`SPREAD_WAIT`]) until no node leads more than its share of the shards plus
+    /// one: after placement, leaders hand shards to the nodes that should lead them. A build that
+    /// does not spread leadership is measured as it stands, after a note.
+    async fn wait_spread(&mut self, nodes: usize, cancel: &CancellationToken) -> Result<()> {
+        let deadline = Instant::now() + SPREAD_WAIT;
+        let authority = self.nodes[0].http.to_string();
+        loop {
+            let token = Some(self.keys.service_token.as_str());
+            let answer = get(&authority, "/v1/cluster", token, deadline).await;
+            if let Ok((200, body)) = answer {
+                if leaders_spread(&body, nodes) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "note: shard leadership not spread after {SPREAD_WAIT:?}; measuring anyway"
+                );
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = cancel.cancelled() => return Err(Error::Interrupted),
+            }
+        }
     }
 
     /// Wait until `GET /v1/cluster` shows every shard with a leader and `replicas` voters: joined
@@ -358,13 +389,18 @@ impl Drop for LocalCluster {
     }
 }
 
-/// A start-up failure; [`LocalCluster::start`] fills in where the logs were kept.
+/// The `shards` of a `/v1/cluster` body.
+fn shards_of(body: &[u8]) -> Option<Vec<serde_json::Value>> {
+    let mut status = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    match status["shards"].take() {
+        serde_json::Value::Array(shards) => Some(shards),
+        _ => None,
+    }
+}
+
 /// Whether a `/v1/cluster` body shows every shard with a leader and exactly `replicas` voters.
 fn shards_placed(body: &[u8], replicas: usize) -> bool {
-    let Ok(status) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let Some(shards) = status["shards"].as_array() else {
+    let Some(shards) = shards_of(body) else {
         return false;
     };
     !shards.is_empty()
@@ -373,6 +409,20 @@ fn shards_placed(body: &[u8], replicas: usize) -> bool {
             .all(|s| s["leader"].is_u64() && s["voters"].as_array().map(Vec::len) == Some(replicas))
 }
 
+/// Whether no node in a `/v1/cluster` body leads more than `ceil(shards / nodes) + 1` shards.
+fn leaders_spread(body: &[u8], nodes: usize) -> bool {
+    let Some(shards) = shards_of(body) else {
+        return false;
+    };
+    let mut led = std::collections::HashMap::<u64, usize>::new();
+    for leader in shards.iter().filter_map(|s| s["leader"].as_u64()) {
+        *led.entry(leader).or_default() += 1;
+    }
+    let share = shards.len().div_ceil(nodes.max(1)) + 1;
+    led.values().all(|&n| n <= share)
+}
+
+/// A start-up failure; [`LocalCluster::start`] fills in where the logs were kept.
 fn not_ready(reason: String) -> Error {
     Error::Spawn {
         reason,
@@ -424,6 +474,22 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 8);
+    }
+
+    #[test]
+    fn spread_means_no_node_leads_more_than_its_share_plus_one() {
+        let body = |leaders: &[u64]| {
+            let shards: Vec<_> = leaders
+                .iter()
+                .enumerate()
+                .map(|(id, l)| serde_json::json!({"id": id, "leader": l}))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({ "shards": shards })).unwrap()
+        };
+        assert!(leaders_spread(&body(&[1, 2, 3, 1, 2, 3, 1]), 3));
+        assert!(leaders_spread(&body(&[1, 1, 1, 1, 2, 3, 2]), 3));
+        assert!(!leaders_spread(&body(&[1, 1, 1, 1, 1, 3, 2]), 3));
+        assert!(!leaders_spread(b"not json", 3));
     }
 
     #[test]
