@@ -232,27 +232,11 @@ impl LocalCluster {
     /// one: after placement, leaders hand shards to the nodes that should lead them. A build that
     /// does not spread leadership is measured as it stands, after a note.
     async fn wait_spread(&mut self, nodes: usize, cancel: &CancellationToken) -> Result<()> {
-        let deadline = Instant::now() + SPREAD_WAIT;
-        let authority = self.nodes[0].http.to_string();
-        loop {
-            let token = Some(self.keys.service_token.as_str());
-            let answer = get(&authority, "/v1/cluster", token, deadline).await;
-            if let Ok((200, body)) = answer {
-                if leaders_spread(&body, nodes) {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                eprintln!(
-                    "note: shard leadership not spread after {SPREAD_WAIT:?}; measuring anyway"
-                );
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = cancel.cancelled() => return Err(Error::Interrupted),
-            }
+        let spread = |body: &[u8]| leaders_spread(body, nodes);
+        if !self.poll_cluster(SPREAD_WAIT, spread, cancel).await? {
+            eprintln!("note: shard leadership not spread after {SPREAD_WAIT:?}; measuring anyway");
         }
+        Ok(())
     }
 
     /// Wait until `GET /v1/cluster` shows every shard with a leader and `replicas` voters: joined
@@ -264,22 +248,35 @@ impl LocalCluster {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<()> {
+        let placed = |body: &[u8]| shards_placed(body, replicas);
+        if self.poll_cluster(timeout, placed, cancel).await? {
+            return Ok(());
+        }
+        Err(not_ready(format!(
+            "shards did not reach {replicas} voters within {timeout:?} (see {})",
+            self.nodes[0].log.display()
+        )))
+    }
+
+    /// Poll node 1's `GET /v1/cluster` every 250 ms until `done(body)` or `timeout`; whether it
+    /// was done.
+    async fn poll_cluster(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[u8]) -> bool,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let authority = self.nodes[0].http.to_string();
         loop {
             let probe_deadline = (Instant::now() + Duration::from_secs(2)).min(deadline);
             let token = Some(self.keys.service_token.as_str());
             let answer = get(&authority, "/v1/cluster", token, probe_deadline).await;
-            if let Ok((200, body)) = answer {
-                if shards_placed(&body, replicas) {
-                    return Ok(());
-                }
+            if matches!(&answer, Ok((200, body)) if done(body)) {
+                return Ok(true);
             }
             if Instant::now() >= deadline {
-                return Err(not_ready(format!(
-                    "shards did not reach {replicas} voters within {timeout:?} (see {})",
-                    self.nodes[0].log.display()
-                )));
+                return Ok(false);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}

@@ -59,18 +59,7 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
     writer.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.1.await.unwrap();
     eprintln!("{} users written while leadership spread", written.len());
-    for (k, user) in written.iter().enumerate() {
-        let url = &urls[(k + 1) % urls.len()];
-        let r = client
-            .call("GET", &format!("{url}/v1/users/{user}"), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status, 200,
-            "{user} written during hand-offs: {:?}",
-            r.body
-        );
-    }
+    assert_users_readable(&client, &urls[1..], &written, "written during hand-offs").await;
 
     tracing_phase("identify through node 1, read through node 3");
     let r = client
@@ -240,19 +229,8 @@ async fn no_acknowledged_write_is_lost_when_a_leader_dies_mid_stream() {
     );
 
     tracing_phase("every acknowledged write is readable through the survivors");
-    let live = live_urls(&nodes);
-    for (k, user) in acked.iter().enumerate() {
-        let url = &live[k % live.len()];
-        let r = client
-            .call("GET", &format!("{url}/v1/users/{user}"), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status, 200,
-            "acknowledged {user} is missing: {:?}",
-            r.body
-        );
-    }
+    let acked: Vec<String> = acked.into_iter().collect();
+    assert_users_readable(&client, &live_urls(&nodes), &acked, "acknowledged").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,6 +429,18 @@ async fn a_replica_down_past_a_snapshot_catches_up_by_installing_it() {
 }
 
 /// The URLs of the nodes still running.
+/// Read every one of `users` back, through `urls` in turn: each must answer 200.
+async fn assert_users_readable(client: &Client, urls: &[String], users: &[String], what: &str) {
+    for (k, user) in users.iter().enumerate() {
+        let url = &urls[k % urls.len()];
+        let r = client
+            .call("GET", &format!("{url}/v1/users/{user}"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{what} {user} is missing: {:?}", r.body);
+    }
+}
+
 fn live_urls(nodes: &[HeraldProcess]) -> Vec<String> {
     nodes
         .iter()
