@@ -6,6 +6,8 @@ pub const WAL_SYNCS: &str = "herald_raft_wal_syncs_total";
 pub const WAL_SYNC_BATCH: &str = "herald_raft_wal_sync_batch";
 /// Counter: snapshots cut from a group's state for a replica that needed one.
 pub const SNAPSHOTS_CUT: &str = "herald_raft_snapshots_cut_total";
+/// Counter: requests for a snapshot answered with the kept cut instead of a new one.
+pub const SNAPSHOT_CUTS_REUSED: &str = "herald_raft_snapshot_cuts_reused_total";
 /// Counter: snapshots installed from a leader (this replica was too far behind for the log).
 pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 /// Counter: Raft RPCs sent, labelled by `rpc`.

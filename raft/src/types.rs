@@ -5,7 +5,6 @@
 //! type config, so one log store, one network and one registry serve them all.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +59,7 @@ openraft::declare_raft_types!(
         R = Payload,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::storage::SnapshotData,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

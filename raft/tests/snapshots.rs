@@ -140,3 +140,30 @@ async fn a_restarted_group_answers_the_start_up_read_without_cutting_and_serves_
         assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
     }
 }
+
+#[tokio::test]
+async fn a_kept_cut_is_served_again_until_a_newer_snapshot_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_storage, mut sm) = open(&dir);
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+    sm.apply([normal(1, b"a"), normal(2, b"b")]).await.unwrap();
+    build(&mut sm).await;
+    let first = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    assert_eq!(first.meta.last_log_id, Some(log_id(2)));
+
+    // A replica that failed to receive it asks again: the same cut, not the newer state. It is
+    // still valid: the log is only purged up to the mark it was cut under.
+    sm.apply([normal(3, b"c")]).await.unwrap();
+    let again = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    assert_eq!(again.meta, first.meta);
+    assert_eq!(again.snapshot.bytes(), first.snapshot.bytes());
+
+    // A newer snapshot mark (the log may now be purged further) means a fresh cut.
+    build(&mut sm).await;
+    let fresh = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    assert_eq!(fresh.meta.last_log_id, Some(log_id(3)));
+    let (_dir, _replica, reader) = install_elsewhere(fresh).await;
+    for key in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
+    }
+}

@@ -27,6 +27,7 @@
 
 pub mod keys;
 mod log_store;
+mod snapshot_data;
 mod state_machine;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 
 pub use log_store::RocksLogStore;
+pub use snapshot_data::SnapshotData;
 pub use state_machine::{
     GroupBatch, GroupReader, GroupState, RocksStateMachine, StateMachineLogic,
 };

@@ -12,17 +12,23 @@
 //!   openraft may purge the log), and `get_current_snapshot` cuts the data, `last_applied` and
 //!   membership from one RocksDB snapshot, so they agree. Nothing copies the whole state except
 //!   sending it to a replica that needs it.
+//! - A cut is kept and handed to every sender until the group builds a newer snapshot or
+//!   [`CUT_REUSE`] passes: a replica that keeps failing to receive it (a node that is down; its
+//!   leader retries about twice a second) costs a reference count per attempt instead of a walk of
+//!   the whole state, during which this group's applies wait. A kept cut is always valid: its
+//!   `last_log_id` is at or after the snapshot mark it was cut under, and the log is only purged
+//!   up to a mark.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, keys, MergeRule, RocksStorage};
+use super::{decode, encode, keys, MergeRule, RocksStorage, SnapshotData};
 use crate::error::Result;
 use crate::types::{
     Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -333,6 +339,29 @@ pub struct RocksStateMachine {
     /// Whether openraft's start-up read of the current snapshot has been answered (see
     /// `get_current_snapshot`).
     started: bool,
+    /// The last cut, handed to every sender while it is valid (module docs).
+    cut: Option<Cut>,
+}
+
+/// How long a cut is handed out before the next request cuts afresh (and how long an idle group
+/// may keep its memory, at most until its next apply).
+pub const CUT_REUSE: Duration = Duration::from_secs(30);
+
+/// A cut of the group's state and the snapshot mark it was cut under.
+struct Cut {
+    mark: Vec<u8>,
+    at: Instant,
+    meta: SnapshotMeta,
+    body: Arc<[u8]>,
+}
+
+impl Cut {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(SnapshotData::shared(self.body.clone())),
+        }
+    }
 }
 
 impl RocksStateMachine {
@@ -349,6 +378,7 @@ impl RocksStateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership,
             started: false,
+            cut: None,
         })
     }
 
@@ -383,6 +413,13 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if self
+            .cut
+            .as_ref()
+            .is_some_and(|c| c.at.elapsed() > CUT_REUSE)
+        {
+            self.cut = None;
+        }
         let storage = self.storage.clone();
         let mut state = GroupBatch::new(&storage, self.group);
         let mut replies = Vec::new();
@@ -421,18 +458,17 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        Ok(Box::new(SnapshotData::empty()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let body_bytes = snapshot.into_inner();
         let body: SnapshotBody =
-            decode(&body_bytes).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+            decode(snapshot.bytes()).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
         let cf = self.storage.cf(keys::state_cf(self.group));
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
@@ -465,13 +501,27 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         if !std::mem::replace(&mut self.started, true) {
             return Ok(None);
         }
+        let err = |e: crate::error::Error| snap_err(None, ErrorVerb::Read, e);
+        let mark = snapshot_mark(&self.storage, self.group).map_err(err)?;
+        let Some(mark) = mark else {
+            return Ok(None);
+        };
+        if let Some(cut) = &self.cut {
+            if cut.mark == mark && cut.at.elapsed() <= CUT_REUSE {
+                metrics::counter!(crate::metrics::SNAPSHOT_CUTS_REUSED).increment(1);
+                return Ok(Some(cut.snapshot()));
+            }
+        }
         // Reading a whole group blocks: keep it off the async workers (this group's applies wait
         // for it either way; openraft's state machine worker runs one command at a time).
         let (storage, group) = (self.storage.clone(), self.group);
-        tokio::task::spawn_blocking(move || cut_snapshot(&storage, group))
+        let cut = tokio::task::spawn_blocking(move || cut_snapshot(&storage, group))
             .await
             .map_err(|e| snap_err(None, ErrorVerb::Read, e))?
-            .map_err(|e| snap_err(None, ErrorVerb::Read, e))
+            .map_err(err)?;
+        let snapshot = cut.as_ref().map(Cut::snapshot);
+        self.cut = cut;
+        Ok(snapshot)
     }
 }
 
@@ -499,7 +549,7 @@ impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
             .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(Vec::new())),
+            snapshot: Box::new(SnapshotData::empty()),
         })
     }
 }
@@ -524,16 +574,16 @@ fn put_snapshot_mark(
 /// application state and the `last_applied` and membership it reflects, all read from one RocksDB
 /// snapshot so they agree. Its `last_log_id` is at or after the one built, which is what openraft
 /// needs: the log it purged is covered either way.
-fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Snapshot>> {
+fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Cut>> {
     let db = storage.db();
     let view = db.snapshot();
     let mark = view.get_cf(
         storage.cf(keys::CF_RAFT_STATE),
         keys::state_key(group, keys::STATE_SNAPSHOT),
     )?;
-    if mark.is_none() {
+    let Some(mark) = mark else {
         return Ok(None);
-    }
+    };
     let cf = storage.cf(keys::state_cf(group));
     let prefix = keys::group_prefix(group);
     let mut entries = Vec::new();
@@ -547,10 +597,20 @@ fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Snapsho
     let body = encode(&SnapshotBody { entries })?;
     let meta = snapshot_meta(storage, group, &view)?;
     metrics::counter!(crate::metrics::SNAPSHOTS_CUT).increment(1);
-    Ok(Some(Snapshot {
+    Ok(Some(Cut {
+        mark,
+        at: Instant::now(),
         meta,
-        snapshot: Box::new(Cursor::new(body)),
+        body: body.into(),
     }))
+}
+
+/// The group's snapshot mark as it is now (`None`: no snapshot built or installed yet).
+fn snapshot_mark(storage: &RocksStorage, group: GroupId) -> Result<Option<Vec<u8>>> {
+    Ok(storage.db().get_cf(
+        storage.cf(keys::CF_RAFT_STATE),
+        keys::state_key(group, keys::STATE_SNAPSHOT),
+    )?)
 }
 
 /// The snapshot meta of the state seen by `view` (also the applied state a state machine opens
