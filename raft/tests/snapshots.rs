@@ -48,6 +48,15 @@ async fn build(sm: &mut RocksStateMachine) -> Snapshot {
         .unwrap()
 }
 
+/// A group past openraft's start-up read, with entries "a" and "b" applied and a snapshot built.
+async fn snapshotted(dir: &tempfile::TempDir) -> (Arc<RocksStorage>, RocksStateMachine) {
+    let (storage, mut sm) = open(dir);
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+    sm.apply([normal(1, b"a"), normal(2, b"b")]).await.unwrap();
+    build(&mut sm).await;
+    (storage, sm)
+}
+
 /// A fresh replica (after openraft's start-up read) with `served` installed, and its reader.
 async fn install_elsewhere(
     served: Snapshot,
@@ -122,10 +131,7 @@ async fn a_snapshot_is_cut_from_the_state_at_the_time_it_is_served() {
 async fn a_restarted_group_answers_the_start_up_read_without_cutting_and_serves_later() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (_storage, mut sm) = open(&dir);
-        assert!(sm.get_current_snapshot().await.unwrap().is_none());
-        sm.apply([normal(1, b"a"), normal(2, b"b")]).await.unwrap();
-        build(&mut sm).await;
+        let (_storage, mut sm) = snapshotted(&dir).await;
         sm.apply([normal(3, b"c")]).await.unwrap();
     }
     let (_storage, mut sm) = open(&dir);
@@ -144,10 +150,7 @@ async fn a_restarted_group_answers_the_start_up_read_without_cutting_and_serves_
 #[tokio::test]
 async fn a_kept_cut_is_served_again_until_a_newer_snapshot_is_built() {
     let dir = tempfile::tempdir().unwrap();
-    let (_storage, mut sm) = open(&dir);
-    assert!(sm.get_current_snapshot().await.unwrap().is_none());
-    sm.apply([normal(1, b"a"), normal(2, b"b")]).await.unwrap();
-    build(&mut sm).await;
+    let (_storage, mut sm) = snapshotted(&dir).await;
     let first = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(first.meta.last_log_id, Some(log_id(2)));
 

@@ -10,7 +10,8 @@
 //!
 //! So a leader that has led for longer than the lease, and stops growing its log, grants its vote
 //! to a follower that holds all of that log; with the candidate's own vote that is a majority of
-//! three voters, and of any larger set where the other voters have no lease left.
+//! two or three voters. With more voters the others' leases would refuse, and the hand-off would
+//! turn into an ordinary election, so shards with more than three voters are not handed off.
 //!
 //! ```text
 //! leader L                                  target P                         other voter Q
@@ -91,7 +92,7 @@ async fn try_hand_over(
 }
 
 /// The last log index the leader knows `node` to hold.
-fn matched(m: &RaftMetrics<u64, openraft::BasicNode>, node: u64) -> Option<u64> {
+pub(super) fn matched(m: &RaftMetrics<u64, openraft::BasicNode>, node: u64) -> Option<u64> {
     let log_id = m.replication.as_ref()?.get(&node)?.as_ref()?;
     Some(log_id.index)
 }

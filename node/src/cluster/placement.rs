@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use herald_raft::{GroupHandle, GroupId};
 use herald_shard::ShardId;
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftMetrics};
 
 use super::{handoff, Cluster};
 
@@ -139,11 +139,9 @@ fn spread(
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let settled = &voters == desired && membership.learner_ids().next().is_none();
     let lease = cluster.config().election_timeout().end;
-    let caught_up = metrics
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&to).cloned().flatten())
-        .is_some_and(|l| l.index + CATCH_UP_SLACK >= metrics.last_log_index.unwrap_or(0));
+    // The old leader's vote and the target's own must be a majority (module docs of `handoff`):
+    // with more voters, the others' leases would refuse and the hand-off become an election.
+    let majority_of_two = voters.len() <= 3;
     let reachable = cluster
         .peer_of(to)
         .is_some_and(|addr| !cluster.raft().unreachable_peers().contains(&addr));
@@ -154,8 +152,9 @@ fn spread(
     if to == me
         || !settled
         || !voters.contains(&to)
+        || !majority_of_two
         || since.elapsed() <= lease + Duration::from_secs(1)
-        || !caught_up
+        || !caught_up(&metrics, to)
         || !reachable
         || recently_tried
     {
@@ -244,15 +243,9 @@ async fn change(
         return Ok(());
     }
     let metrics = handle.raft.metrics().borrow().clone();
-    let last = metrics.last_log_index.unwrap_or(0);
-    let replication = metrics.replication.unwrap_or_default();
-    let caught_up = voters.iter().all(|id| {
-        current_voters.contains(id)
-            || replication
-                .get(id)
-                .and_then(|m| m.as_ref())
-                .is_some_and(|log_id| log_id.index + CATCH_UP_SLACK >= last)
-    });
+    let caught_up = voters
+        .iter()
+        .all(|id| current_voters.contains(id) || caught_up(&metrics, *id));
     if !caught_up {
         return Err("learners still catching up".into());
     }
@@ -263,4 +256,10 @@ async fn change(
         .map_err(|e| e.to_string())?;
     tracing::info!(%group, voters = ?voters, "membership changed");
     Ok(())
+}
+
+/// On a group's leader: whether `node` holds the log to within [`CATCH_UP_SLACK`] entries.
+fn caught_up(metrics: &RaftMetrics<u64, BasicNode>, node: u64) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    handoff::matched(metrics, node).is_some_and(|index| index + CATCH_UP_SLACK >= last)
 }
