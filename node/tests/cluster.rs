@@ -24,7 +24,7 @@ async fn three_nodes_survive_kill9_of_a_shard_leader() {
     let root = tempfile::tempdir().unwrap();
     let client = Client::new();
     tracing_phase("bootstrap node 1, join nodes 2 and 3");
-    let mut nodes = start_cluster(root.path(), 3, SHARDS).await;
+    let mut nodes = start_cluster_placed(root.path(), 3, SHARDS, &[]).await;
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
     let ids: Vec<u64> = nodes.iter().map(|n| n.id).collect();
 

@@ -293,13 +293,35 @@ pub fn shard_of_user(user: &str, shards: u32) -> u32 {
     herald_shard::shard_of_slot(herald_shard::slot_of(user), shards)
 }
 
-/// Bootstrap one node, join the others through it, wait until every shard has `n` voters.
+/// Bootstrap one node, join the others through it, wait until every shard has `n` voters (at most
+/// 3) and each node leads its share of the shards: tests start from settled leadership, since a
+/// hand-off, like any leader change, may repeat a provider send that was in flight.
 pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<HeraldProcess> {
     start_cluster_with(root, n, shards, &[]).await
 }
 
 /// [`start_cluster`] with extra environment settings on every node.
 pub async fn start_cluster_with(
+    root: &std::path::Path,
+    n: u64,
+    shards: u32,
+    env: &[(&str, &str)],
+) -> Vec<HeraldProcess> {
+    let nodes = start_cluster_placed(root, n, shards, env).await;
+    let (client, url) = (Client::new(), nodes[0].url());
+    let ids: Vec<u64> = nodes.iter().map(|n| n.id).collect();
+    eventually(
+        Duration::from_secs(30),
+        "each node leads its share of the shards",
+        || async { leaders_spread_evenly(&client.cluster(&url).await?, &ids).then_some(()) },
+    )
+    .await;
+    nodes
+}
+
+/// [`start_cluster_with`] without waiting for leadership to spread: returns once every shard has
+/// its voters, while the first node may still lead them all.
+pub async fn start_cluster_placed(
     root: &std::path::Path,
     n: u64,
     shards: u32,
