@@ -26,6 +26,8 @@ struct Sink {
     attempts: Mutex<HashMap<String, u32>>,
     /// Requests to `/held` wait until this is true.
     open: tokio::sync::watch::Sender<bool>,
+    /// Requests to `/held` that arrived (held or not).
+    arrived_held: std::sync::atomic::AtomicUsize,
 }
 
 async fn receive(
@@ -35,6 +37,8 @@ async fn receive(
     body: String,
 ) -> StatusCode {
     if path == "held" {
+        sink.arrived_held
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut open = sink.open.subscribe();
         let _ = open.wait_for(|o| *o).await;
     }
@@ -67,6 +71,7 @@ async fn start_sink() -> (SocketAddr, Arc<Sink>) {
         received: Mutex::default(),
         attempts: Mutex::default(),
         open: tokio::sync::watch::channel(false).0,
+        arrived_held: Default::default(),
     });
     let app = Router::new()
         .route("/{path}", post(receive))
@@ -180,6 +185,86 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
         .collect();
     assert_eq!(ids.len(), users.len());
     assert!(ids.iter().all(|id| !id.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leadership_hand_off_waits_for_the_send_in_flight() {
+    const SHARDS: u32 = 4;
+    let root = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let (sink_addr, sink) = start_sink().await;
+    let arrived = || sink.arrived_held.load(std::sync::atomic::Ordering::SeqCst);
+    // One node leads every shard; a user whose shard node 2 or 3 should lead once they join.
+    let mut nodes = start_cluster(root.path(), 1, SHARDS).await;
+    let url = nodes[0].url();
+    let preferred = herald_shard::preferred_leaders(SHARDS, &[1, 2, 3], 3);
+    let user = (0..)
+        .map(|i| format!("inflight-{i}"))
+        .find(|u| preferred[shard_of_user(u, SHARDS) as usize] != 1)
+        .unwrap();
+    let shard = shard_of_user(&user, SHARDS) as usize;
+    push_webhook_workflow(&client, &url, "slow", &format!("http://{sink_addr}/held")).await;
+    let r = client
+        .call(
+            "POST",
+            &format!("{url}/v1/workflows/slow/trigger"),
+            Some(json!({ "recipients": [user], "data": { "n": 1 } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(Duration::from_secs(10), "the send is in flight", || async {
+        (arrived() == 1).then_some(())
+    })
+    .await;
+
+    // Two nodes join; every other shard moves to its preferred leader, this one waits.
+    for id in [2, 3] {
+        nodes.push(HeraldProcess::spawn(
+            root.path(),
+            id,
+            Some(url.clone()),
+            SHARDS,
+        ));
+    }
+    let leaders = || async {
+        let c = client.cluster(&url).await?;
+        let leaders: Vec<u64> = c["shards"]
+            .as_array()?
+            .iter()
+            .map(|s| s["leader"].as_u64())
+            .collect::<Option<_>>()?;
+        all_shards_have_voters(&c, 3).then_some(leaders)
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the other shards moved",
+        || async {
+            let l = leaders().await?;
+            (0..SHARDS as usize)
+                .all(|s| s == shard || l[s] == preferred[s])
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        leaders().await.unwrap()[shard],
+        1,
+        "moved with a send in flight"
+    );
+    assert_eq!(arrived(), 1, "the message was sent again");
+
+    // Once the send completes and its result commits, the shard moves too; nothing is resent.
+    sink.open.send_replace(true);
+    eventually(
+        Duration::from_secs(30),
+        "the shard moved after the send",
+        || async { (leaders().await?[shard] == preferred[shard]).then_some(()) },
+    )
+    .await;
+    message_with_status(&client, &url, &user, "delivered").await;
+    assert_eq!(arrived(), 1, "the message was sent again");
 }
 
 /// The user's only message, once it reached `status`.

@@ -24,6 +24,10 @@
 //! resume the executor: queued work is answered NotLeader{P} and routed there
 //! ```
 //!
+//! The leader also waits for its dispatcher to have no provider send in flight (for at most 30 s,
+//! see the placement loop): a send whose result cannot commit before leadership moves is sent
+//! again by the next leader.
+//!
 //! If a step fails (P lags, the call fails, a membership entry slipped in), the group falls back
 //! to an ordinary election or stays as it was; Raft keeps it safe either way, and the placement
 //! loop tries again later.
@@ -44,14 +48,17 @@ const CATCH_UP: Duration = Duration::from_millis(500);
 const ELECTION: Duration = Duration::from_secs(2);
 
 /// On `g`'s leader: hand leadership of `shard` to `to`, a voter. The caller checks that this node
-/// has led `g` for longer than the leader lease.
+/// has led `g` for longer than the leader lease. Unless `interrupt_sends`, it gives up while the
+/// shard's dispatcher has a provider send in flight: once leadership moved, that send's result
+/// could not commit and the next leader would send the message again.
 pub(super) async fn hand_over(
     cluster: &Cluster,
     shard: ShardId,
     g: &GroupHandle,
     to: u64,
+    interrupt_sends: bool,
 ) -> Result<(), String> {
-    let result = try_hand_over(cluster, shard, g, to).await;
+    let result = try_hand_over(cluster, shard, g, to, interrupt_sends).await;
     let outcome = if result.is_ok() { "moved" } else { "failed" };
     metrics::counter!(m::LEADER_HANDOFFS, "result" => outcome).increment(1);
     result
@@ -62,6 +69,7 @@ async fn try_hand_over(
     shard: ShardId,
     g: &GroupHandle,
     to: u64,
+    interrupt_sends: bool,
 ) -> Result<(), String> {
     let me = cluster.node_id();
     let _paused = cluster
@@ -77,6 +85,10 @@ async fn try_hand_over(
         )
         .await
         .map_err(|e| format!("node {to} did not catch up: {e}"))?;
+    // A send started before the pause finishes by committing its result (after the pause).
+    if !interrupt_sends && sends_in_flight(cluster, shard) {
+        return Err("a provider send is in flight".into());
+    }
     match cluster.send(to, &NodeRequest::Campaign { shard }).await {
         NodeReply::Status(Some(_)) => {}
         other => return Err(format!("node {to} did not campaign: {other:?}")),
@@ -89,6 +101,15 @@ async fn try_hand_over(
     tracing::info!(shard, to, "shard leadership handed over");
     Ok(())
     // `_paused` drops here: queued work resumes and meets NotLeader.
+}
+
+/// Whether this node's dispatcher of `shard` has a provider send in flight.
+pub(super) fn sends_in_flight(cluster: &Cluster, shard: ShardId) -> bool {
+    cluster
+        .wakeups(shard)
+        .sending
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
 }
 
 /// The last log index the leader knows `node` to hold.

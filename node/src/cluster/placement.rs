@@ -32,6 +32,9 @@ const META_VOTERS: usize = 5;
 const MAX_HANDOFFS: usize = 4;
 /// After a failed hand-off, the shard's leader waits this long before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(5);
+/// How long a hand-off waits for a moment with no provider send in flight before it interrupts
+/// one (whose message the next leader then sends again).
+const SENDS_DRAIN: Duration = Duration::from_secs(30);
 
 /// Groups with a membership change or hand-off running (one at a time per group).
 type Busy = Arc<Mutex<HashSet<GroupId>>>;
@@ -43,6 +46,8 @@ struct Leading {
     since: HashMap<GroupId, (u64, Instant)>,
     /// When the last hand-off of the group was started.
     tried: HashMap<GroupId, Instant>,
+    /// Since when a hand-off of the group has been due (it may wait for sends in flight).
+    due: HashMap<GroupId, Instant>,
 }
 
 pub(super) fn spawn(cluster: Cluster) {
@@ -125,6 +130,7 @@ fn spread(
     let metrics = handle.raft.metrics().borrow().clone();
     if metrics.current_leader != Some(me) {
         leading.since.remove(&group);
+        leading.due.remove(&group);
         return;
     }
     let term = metrics.current_term;
@@ -160,6 +166,15 @@ fn spread(
     {
         return;
     }
+    let interrupt_sends = leading
+        .due
+        .entry(group)
+        .or_insert_with(Instant::now)
+        .elapsed()
+        >= SENDS_DRAIN;
+    if !interrupt_sends && handoff::sends_in_flight(cluster, shard) {
+        return;
+    }
     {
         let Ok(mut b) = busy.lock() else { return };
         if b.len() >= MAX_HANDOFFS || !b.insert(group) {
@@ -171,7 +186,7 @@ fn spread(
     let busy = busy.clone();
     let handle = handle.clone();
     tokio::spawn(async move {
-        if let Err(e) = handoff::hand_over(&cluster, shard, &handle, to).await {
+        if let Err(e) = handoff::hand_over(&cluster, shard, &handle, to, interrupt_sends).await {
             tracing::debug!(%group, to, error = %e, "leadership hand-off deferred");
         }
         if let Ok(mut b) = busy.lock() {

@@ -170,6 +170,10 @@ impl QueueFloor {
 pub struct Wakeups {
     pub outbox: QueueWake,
     pub timers: QueueWake,
+    /// Provider sends this node's dispatcher of the shard has in flight. A leadership hand-off
+    /// waits for none (for a while), so their results commit here instead of the next leader
+    /// sending them again.
+    pub sending: std::sync::atomic::AtomicUsize,
 }
 
 /// Every local shard's wake-ups, shared by its state machine (which reports added rows) and the

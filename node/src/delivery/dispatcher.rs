@@ -22,6 +22,7 @@
 //!   the message is `undelivered`.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -127,15 +128,32 @@ pub async fn run(
                 lost.clone(),
                 channels.clone(),
             );
+            let sending = Sending::start(wake.clone());
             tokio::spawn(async move {
                 if let Err(e) = deliver(&reader, &submit, &deps, &channels, &id).await {
                     tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
                     lost.cancel();
                 }
                 lock(&in_flight).remove(&id);
-                drop(permit);
+                drop((permit, sending));
             });
         }
+    }
+}
+
+/// One send counted in [`Wakeups::sending`] until dropped (also when its task panics).
+struct Sending(Arc<Wakeups>);
+
+impl Sending {
+    fn start(wake: Arc<Wakeups>) -> Self {
+        wake.sending.fetch_add(1, Ordering::Relaxed);
+        Sending(wake)
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

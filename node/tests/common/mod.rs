@@ -295,7 +295,7 @@ pub fn shard_of_user(user: &str, shards: u32) -> u32 {
 
 /// Bootstrap one node, join the others through it, wait until every shard has `n` voters (at most
 /// 3) and each node leads its share of the shards: tests start from settled leadership, since a
-/// hand-off, like any leader change, may repeat a provider send that was in flight.
+/// leader change may repeat a provider send that was in flight.
 pub async fn start_cluster(root: &std::path::Path, n: u64, shards: u32) -> Vec<HeraldProcess> {
     start_cluster_with(root, n, shards, &[]).await
 }
