@@ -82,6 +82,19 @@ async fn start_sink() -> (SocketAddr, Arc<Sink>) {
     (addr, sink)
 }
 
+/// Trigger `workflow` through `node` for one `user` with data `{"n": n}`; it must be accepted.
+async fn trigger_for(client: &Client, node: &str, workflow: &str, user: &str, n: usize) {
+    let r = client
+        .call(
+            "POST",
+            &format!("{node}/v1/workflows/{workflow}/trigger"),
+            Some(json!({ "recipients": [user], "data": { "n": n } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 async fn push_webhook_workflow(client: &Client, node: &str, key: &str, url: &str) {
     let workflow = json!({ "workflow": {
         "name": key,
@@ -129,15 +142,7 @@ async fn acknowledged_triggers_survive_a_leader_kill() {
     // the messages are queued or in flight when...
     let users: Vec<String> = (0..120).map(|i| format!("fo-{i}")).collect();
     for (i, u) in users.iter().enumerate() {
-        let r = client
-            .call(
-                "POST",
-                &format!("{entry}/v1/workflows/failover/trigger"),
-                Some(json!({ "recipients": [u], "data": { "n": i } })),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
+        trigger_for(&client, &entry, "failover", u, i).await;
     }
     // ...the leader of the first user's shard is killed (-9).
     let status = client.cluster(&entry).await.unwrap();
@@ -204,15 +209,7 @@ async fn a_leadership_hand_off_waits_for_the_send_in_flight() {
         .unwrap();
     let shard = shard_of_user(&user, SHARDS) as usize;
     push_webhook_workflow(&client, &url, "slow", &format!("http://{sink_addr}/held")).await;
-    let r = client
-        .call(
-            "POST",
-            &format!("{url}/v1/workflows/slow/trigger"),
-            Some(json!({ "recipients": [user], "data": { "n": 1 } })),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    trigger_for(&client, &url, "slow", &user, 1).await;
     eventually(Duration::from_secs(10), "the send is in flight", || async {
         (arrived() == 1).then_some(())
     })
@@ -300,15 +297,7 @@ async fn failing_receivers_are_retried_then_given_up() {
     .await;
     push_webhook_workflow(&client, &node, "down", &format!("http://{sink_addr}/down")).await;
     for (wf, user) in [("flaky", "retry-a"), ("down", "retry-b")] {
-        let r = client
-            .call(
-                "POST",
-                &format!("{node}/v1/workflows/{wf}/trigger"),
-                Some(json!({ "recipients": [user], "data": { "n": 1 } })),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
+        trigger_for(&client, &node, wf, user, 1).await;
     }
 
     let read = nodes[2].url();

@@ -58,49 +58,42 @@ pub(super) async fn hand_over(
     to: u64,
     interrupt_sends: bool,
 ) -> Result<(), String> {
-    let result = try_hand_over(cluster, shard, g, to, interrupt_sends).await;
+    let result: Result<(), String> = async {
+        let me = cluster.node_id();
+        let _paused = cluster
+            .executor(shard, g)
+            .pause()
+            .await
+            .ok_or("executor stopped")?;
+        g.raft
+            .wait(Some(CATCH_UP))
+            .metrics(
+                |m| m.current_leader == Some(me) && matched(m, to) == m.last_log_index,
+                "hand-off target holds the whole log",
+            )
+            .await
+            .map_err(|e| format!("node {to} did not catch up: {e}"))?;
+        // A send started before the pause finishes by committing its result (after the pause).
+        if !interrupt_sends && sends_in_flight(cluster, shard) {
+            return Err("a provider send is in flight".into());
+        }
+        match cluster.send(to, &NodeRequest::Campaign { shard }).await {
+            NodeReply::Status(Some(_)) => {}
+            other => return Err(format!("node {to} did not campaign: {other:?}")),
+        }
+        g.raft
+            .wait(Some(ELECTION))
+            .metrics(|m| m.current_leader != Some(me), "leadership moved")
+            .await
+            .map_err(|e| format!("node {to} did not take over: {e}"))?;
+        tracing::info!(shard, to, "shard leadership handed over");
+        Ok(())
+        // `_paused` drops here: queued work resumes and meets NotLeader.
+    }
+    .await;
     let outcome = if result.is_ok() { "moved" } else { "failed" };
     metrics::counter!(m::LEADER_HANDOFFS, "result" => outcome).increment(1);
     result
-}
-
-async fn try_hand_over(
-    cluster: &Cluster,
-    shard: ShardId,
-    g: &GroupHandle,
-    to: u64,
-    interrupt_sends: bool,
-) -> Result<(), String> {
-    let me = cluster.node_id();
-    let _paused = cluster
-        .executor(shard, g)
-        .pause()
-        .await
-        .ok_or("executor stopped")?;
-    g.raft
-        .wait(Some(CATCH_UP))
-        .metrics(
-            |m| m.current_leader == Some(me) && matched(m, to) == m.last_log_index,
-            "hand-off target holds the whole log",
-        )
-        .await
-        .map_err(|e| format!("node {to} did not catch up: {e}"))?;
-    // A send started before the pause finishes by committing its result (after the pause).
-    if !interrupt_sends && sends_in_flight(cluster, shard) {
-        return Err("a provider send is in flight".into());
-    }
-    match cluster.send(to, &NodeRequest::Campaign { shard }).await {
-        NodeReply::Status(Some(_)) => {}
-        other => return Err(format!("node {to} did not campaign: {other:?}")),
-    }
-    g.raft
-        .wait(Some(ELECTION))
-        .metrics(|m| m.current_leader != Some(me), "leadership moved")
-        .await
-        .map_err(|e| format!("node {to} did not take over: {e}"))?;
-    tracing::info!(shard, to, "shard leadership handed over");
-    Ok(())
-    // `_paused` drops here: queued work resumes and meets NotLeader.
 }
 
 /// Whether this node's dispatcher of `shard` has a provider send in flight.
