@@ -343,9 +343,9 @@ pub struct RocksStateMachine {
     cut: Option<Cut>,
 }
 
-/// How long a cut is handed out before the next request cuts afresh (and how long an idle group
-/// may keep its memory, at most until its next apply).
-pub const CUT_REUSE: Duration = Duration::from_secs(30);
+/// How long a cut is handed out before the next request cuts afresh. The first apply after that
+/// frees it.
+const CUT_REUSE: Duration = Duration::from_secs(30);
 
 /// A cut of the group's state and the snapshot mark it was cut under.
 struct Cut {
@@ -469,6 +469,8 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
     ) -> Result<(), StorageError> {
         let body: SnapshotBody =
             decode(snapshot.bytes()).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+        // The state it was cut from is gone (and the new mark would not match it anyway).
+        self.cut = None;
         let cf = self.storage.cf(keys::state_cf(self.group));
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
