@@ -281,12 +281,20 @@ async fn cluster_status(addr: &str, token: &str) -> Result<()> {
         );
     }
     let status: ClusterStatus = resp.json().await.context("decode cluster status")?;
-    println!("{:<6} {:<26} {:<22} STATUS", "NODE", "HTTP", "PEER");
+    println!(
+        "{:<6} {:<26} {:<22} {:<7} STATUS",
+        "NODE", "HTTP", "PEER", "LEADS"
+    );
     for n in &status.nodes {
         let reach = if n.reachable { "" } else { " (unreachable)" };
+        let leads = status
+            .shards
+            .iter()
+            .filter(|s| s.leader == Some(n.id))
+            .count();
         println!(
-            "{:<6} {:<26} {:<22} {}{reach}",
-            n.id, n.http, n.peer, n.status
+            "{:<6} {:<26} {:<22} {:<7} {}{reach}",
+            n.id, n.http, n.peer, leads, n.status
         );
     }
     println!();

@@ -329,13 +329,27 @@ async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("NODE") && text.contains("SHARD"), "{text}");
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-            .count(),
-        4 + SHARDS as usize
+    assert!(
+        text.contains("NODE") && text.contains("LEADS") && text.contains("SHARD"),
+        "{text}"
     );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 4 + SHARDS as usize);
+    // Each node row counts the shards it leads (a shard mid-election is led by none).
+    let led: usize = rows[..4]
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!((1..=SHARDS as usize).contains(&led), "{text}");
     let metrics = reqwest::get(format!("{url4}/metrics"))
         .await
         .unwrap()
