@@ -414,9 +414,10 @@ async fn a_replica_down_past_a_snapshot_catches_up_by_installing_it() {
 
     tracing_phase("node 3 restarts and installs snapshots");
     nodes[2].start();
-    eventually(
+    eventually_or_logs(
         Duration::from_secs(60),
         "node 3 installed snapshots",
+        &nodes,
         || async {
             let n = client
                 .counter(&urls[2], "herald_raft_snapshots_installed_total")
@@ -442,7 +443,6 @@ async fn a_replica_down_past_a_snapshot_catches_up_by_installing_it() {
     }
 }
 
-/// The URLs of the nodes still running.
 /// Read every one of `users` back, through `urls` in turn: each must answer 200.
 async fn assert_users_readable(client: &Client, urls: &[String], users: &[String], what: &str) {
     for (k, user) in users.iter().enumerate() {
@@ -455,6 +455,7 @@ async fn assert_users_readable(client: &Client, urls: &[String], users: &[String
     }
 }
 
+/// The URLs of the nodes still running.
 fn live_urls(nodes: &[HeraldProcess]) -> Vec<String> {
     nodes
         .iter()

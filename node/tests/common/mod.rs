@@ -245,7 +245,21 @@ impl Client {
 }
 
 /// Poll `check` every 200 ms until it returns `Some` or `timeout` passes.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or_logs(timeout, what, &[], check).await
+}
+
+/// [`eventually`], printing the end of every node's log before it fails.
+pub async fn eventually_or_logs<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    nodes: &[HeraldProcess],
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -255,10 +269,12 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if start.elapsed() >= timeout {
+            for p in nodes {
+                eprintln!("--- node {} log ---\n{}", p.id, p.log_tail());
+            }
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
