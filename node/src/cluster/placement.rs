@@ -28,7 +28,8 @@ const PASS_INTERVAL: Duration = Duration::from_millis(300);
 /// A learner within this many entries of the leader's log counts as caught up.
 const CATCH_UP_SLACK: u64 = 64;
 const META_VOTERS: usize = 5;
-/// Leadership hand-offs one node runs at once (each pauses its shard's proposals briefly).
+/// A node starts no hand-off while this many of its groups are busy (hand-offs and membership
+/// changes alike; each hand-off pauses its shard's proposals briefly).
 const MAX_HANDOFFS: usize = 4;
 /// After a failed hand-off, the shard's leader waits this long before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(5);
@@ -148,9 +149,12 @@ fn spread(
     // The old leader's vote and the target's own must be a majority (module docs of `handoff`):
     // with more voters, the others' leases would refuse and the hand-off become an election.
     let majority_of_two = voters.len() <= 3;
-    let reachable = cluster
-        .peer_of(to)
-        .is_some_and(|addr| !cluster.raft().unreachable_peers().contains(&addr));
+    // Last of the checks: it copies the transport's set of unreachable peers.
+    let reachable = || {
+        cluster
+            .peer_of(to)
+            .is_some_and(|addr| !cluster.raft().unreachable_peers().contains(&addr))
+    };
     let recently_tried = leading
         .tried
         .get(&group)
@@ -161,8 +165,8 @@ fn spread(
         || !majority_of_two
         || since.elapsed() <= lease + Duration::from_secs(1)
         || !caught_up(&metrics, to)
-        || !reachable
         || recently_tried
+        || !reachable()
     {
         return;
     }
