@@ -26,6 +26,19 @@ pub const STATE_SNAPSHOT: u8 = 4;
 pub const STATE_SM_APPLIED: u8 = 5;
 pub const STATE_SM_MEMBERSHIP: u8 = 6;
 
+/// Length of the key prefix under which RocksDB keeps a memtable insert hint for `cf` (the skip-list
+/// position of the last key written with that prefix). Rows are mostly written in key order within
+/// these prefixes: a group's log by index; a group's bookkeeping row by tag; a shard's runs, messages,
+/// outbox and timers by time-ordered id or due time (the application key's first byte is its table
+/// tag). An insert next to the previous one then starts its search there, not at the top.
+pub fn insert_hint_prefix_len(cf: &str) -> usize {
+    if cf == CF_RAFT_LOG {
+        4
+    } else {
+        5
+    }
+}
+
 /// The column family holding a group's application state.
 pub fn state_cf(group: GroupId) -> &'static str {
     if group == GroupId::META {

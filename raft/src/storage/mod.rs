@@ -140,28 +140,13 @@ impl RocksStorage {
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        let cfs = keys::ALL_CFS.iter().map(|name| {
-            let mut cf = Options::default();
-            cf.set_block_based_table_factory(&table);
-            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            // Most point reads during apply look for keys that do not exist yet (a new user's
-            // record): a memtable bloom filter answers those without walking the skip list.
-            cf.set_memtable_whole_key_filtering(true);
-            cf.set_memtable_prefix_bloom_ratio(0.05);
-            if *name == keys::CF_DATA || *name == keys::CF_META {
-                let rule = config.merge_rule;
-                cf.set_merge_operator(
-                    MERGE_OPERATOR,
-                    move |_key: &[u8], existing: Option<&[u8]>, ops: &rocksdb::MergeOperands| {
-                        Some(rule(existing, &mut ops.iter()))
-                    },
-                    // Never combine operands without the value under them: the rule need not be
-                    // associative (saturating counters are not). RocksDB keeps them as they are.
-                    |_key: &[u8], _existing: Option<&[u8]>, _ops: &rocksdb::MergeOperands| None,
-                );
-            }
-            ColumnFamilyDescriptor::new(*name, cf)
-        });
+        let cfs = keys::ALL_CFS
+            .iter()
+            .map(|name| {
+                let cf = cf_options(name, &table, config.merge_rule)?;
+                Ok(ColumnFamilyDescriptor::new(*name, cf))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
         let merge_rule = config.merge_rule;
         let (syncer, thread) = WalSyncer::spawn(db.clone(), config)?;
@@ -251,6 +236,35 @@ impl RocksStorage {
     }
 }
 
+/// Options of the column family `name`.
+fn cf_options(name: &str, table: &rocksdb::BlockBasedOptions, rule: MergeRule) -> Result<Options> {
+    let mut cf = Options::default();
+    cf.set_block_based_table_factory(table);
+    cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Most point reads during apply look for keys that do not exist yet (a new user's record): a
+    // memtable bloom filter answers those without walking the skip list.
+    cf.set_memtable_whole_key_filtering(true);
+    cf.set_memtable_prefix_bloom_ratio(0.05);
+    if name == keys::CF_DATA || name == keys::CF_META {
+        cf.set_merge_operator(
+            MERGE_OPERATOR,
+            move |_key: &[u8], existing: Option<&[u8]>, ops: &rocksdb::MergeOperands| {
+                Some(rule(existing, &mut ops.iter()))
+            },
+            // Never combine operands without the value under them: the rule need not be
+            // associative (saturating counters are not). RocksDB keeps them as they are.
+            |_key: &[u8], _existing: Option<&[u8]>, _ops: &rocksdb::MergeOperands| None,
+        );
+    }
+    // Skip-list inserts start at the last position written under the key's prefix
+    // (`keys::insert_hint_prefix_len`). Not in the C API: set through an options string, which
+    // yields a copy of `cf` with it added.
+    Ok(cf.get_options_from_string(format!(
+        "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{}",
+        keys::insert_hint_prefix_len(name)
+    ))?)
+}
+
 /// The thread that turns many appends into one WAL fsync (see the module docs).
 struct WalSyncer;
 
@@ -313,6 +327,38 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_column_family_keeps_insert_hints_under_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RocksStorage::open(dir.path(), StorageConfig::default()).unwrap();
+        drop(storage);
+        // RocksDB records the options each CF was opened with; the hint is an immutable option, so
+        // it is there only if it reached the CF at open.
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("OPTIONS-")
+            })
+            .max()
+            .unwrap();
+        let text = std::fs::read_to_string(options).unwrap();
+        for cf in keys::ALL_CFS {
+            let section = text
+                .split("[CFOptions \"")
+                .find(|s| s.starts_with(&format!("{cf}\"")))
+                .unwrap_or_else(|| panic!("no options for {cf}"));
+            let expected = format!(
+                "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{}",
+                keys::insert_hint_prefix_len(cf)
+            );
+            assert!(section.contains(&expected), "{cf}: {expected} missing");
+        }
+    }
 
     #[test]
     fn the_syncer_waits_only_for_the_rest_of_the_interval() {
