@@ -224,10 +224,10 @@ mod tests {
     use crate::client::Pool;
     use crate::config::Target;
 
-    fn post(key: &str, body: &str) -> Request<Full<Bytes>> {
+    fn post(key: &str, body: &str) -> Request<Bytes> {
         Request::post("/hook")
             .header("idempotency-key", key)
-            .body(Full::new(Bytes::from(body.to_owned())))
+            .body(Bytes::from(body.to_owned()))
             .unwrap()
     }
 

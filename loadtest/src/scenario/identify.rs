@@ -2,7 +2,6 @@
 //! `PUT /v1/users/{id}` with `Authorization: Bearer <secret key>` and body `{"name", "email"}`.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use rand::rngs::SmallRng;
@@ -29,14 +28,14 @@ impl Scenario for Identify {
         "identify"
     }
 
-    fn request(&self, rng: &mut SmallRng) -> Request<Full<Bytes>> {
+    fn request(&self, rng: &mut SmallRng) -> Request<Bytes> {
         let index = self.users.sample(rng);
         let id = UserPicker::user_id(index);
         let body = serde_json::json!({
             "name": format!("Load Test User {index}"),
             "email": format!("{id}@loadtest.invalid"),
         });
-        let mut request = Request::new(Full::new(Bytes::from(body.to_string())));
+        let mut request = Request::new(Bytes::from(body.to_string()));
         *request.method_mut() = Method::PUT;
         *request.uri_mut() = format!("/v1/users/{id}")
             .parse()

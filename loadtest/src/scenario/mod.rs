@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use rand::rngs::SmallRng;
@@ -95,7 +94,7 @@ pub trait Scenario: Send + Sync {
     }
 
     /// The next request: method, path (no scheme or host), headers and body. The pool adds `Host`.
-    fn request(&self, rng: &mut SmallRng) -> Request<Full<Bytes>>;
+    fn request(&self, rng: &mut SmallRng) -> Request<Bytes>;
 
     /// The sink receiving the deliveries this scenario's requests cause, once setup started it.
     fn sink(&self) -> Option<&WebhookSink> {
@@ -119,13 +118,8 @@ fn bearer(token: &str, what: &str) -> Result<HeaderValue> {
 }
 
 /// A JSON request (`body` may be empty, e.g. for `GET`) with a bearer header.
-fn json_request(
-    method: Method,
-    path: &str,
-    auth: &HeaderValue,
-    body: String,
-) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(Bytes::from(body)));
+fn json_request(method: Method, path: &str, auth: &HeaderValue, body: String) -> Request<Bytes> {
+    let mut request = Request::new(Bytes::from(body));
     *request.method_mut() = method;
     *request.uri_mut() = path.parse().expect("scenario paths are valid URIs");
     let headers = request.headers_mut();

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::Request;
 use rand::rngs::SmallRng;
@@ -52,7 +51,7 @@ impl Scenario for Trigger {
         Box::pin(push_workflow(pool, &self.service, &self.key, workflow))
     }
 
-    fn request(&self, rng: &mut SmallRng) -> Request<Full<Bytes>> {
+    fn request(&self, rng: &mut SmallRng) -> Request<Bytes> {
         self.requests.request(rng, Value::Object(Map::new()))
     }
 }

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::Request;
 use rand::rngs::SmallRng;
@@ -71,7 +70,7 @@ impl Scenario for Webhook {
         })
     }
 
-    fn request(&self, rng: &mut SmallRng) -> Request<Full<Bytes>> {
+    fn request(&self, rng: &mut SmallRng) -> Request<Bytes> {
         let sent_us = unix_micros(SystemTime::now());
         self.requests.request(rng, json!({ "sent_us": sent_us }))
     }

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 use rand::rngs::SmallRng;
@@ -113,7 +112,7 @@ impl TriggerRequests {
     }
 
     /// A trigger for the next recipients with `data` (plus `n`, a per-run sequence number).
-    pub(super) fn request(&self, rng: &mut SmallRng, mut data: Value) -> Request<Full<Bytes>> {
+    pub(super) fn request(&self, rng: &mut SmallRng, mut data: Value) -> Request<Bytes> {
         let recipients: Vec<String> = self
             .users
             .sample_distinct(rng, self.recipients)
@@ -122,7 +121,7 @@ impl TriggerRequests {
             .collect();
         data["n"] = self.sequence.fetch_add(1, Ordering::Relaxed).into();
         let body = json!({ "recipients": recipients, "data": data });
-        let mut request = Request::new(Full::new(Bytes::from(body.to_string())));
+        let mut request = Request::new(Bytes::from(body.to_string()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.path.clone();
         let headers = request.headers_mut();
