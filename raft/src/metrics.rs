@@ -14,3 +14,7 @@ pub const SNAPSHOTS_INSTALLED: &str = "herald_raft_snapshots_installed_total";
 pub const RPCS_SENT: &str = "herald_raft_rpcs_sent_total";
 /// Counter: Raft RPCs that failed to reach their target, labelled by `rpc`.
 pub const RPC_FAILURES: &str = "herald_raft_rpc_failures_total";
+/// Counter: commit-only AppendEntries acknowledged locally and held for a later request.
+pub const COMMITS_HELD: &str = "herald_raft_commits_held_total";
+/// Counter: held commit notices that went out on their own (no later request replaced them).
+pub const COMMITS_HELD_SENT: &str = "herald_raft_commits_held_sent_total";

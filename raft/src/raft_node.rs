@@ -49,6 +49,9 @@ pub struct RaftTiming {
     pub keep_after_snapshot: u64,
     /// Snapshots travel to followers in chunks of this size.
     pub snapshot_chunk_bytes: u64,
+    /// How long a leader may hold a commit-only AppendEntries for a later request to carry
+    /// (`network::commit_hold`); 0 sends each at once.
+    pub commit_hold_ms: u64,
 }
 
 impl Default for RaftTiming {
@@ -60,6 +63,7 @@ impl Default for RaftTiming {
             snapshot_every: 20_000,
             keep_after_snapshot: 1000,
             snapshot_chunk_bytes: 4 << 20,
+            commit_hold_ms: 50,
         }
     }
 }
@@ -68,6 +72,7 @@ struct Inner {
     node_id: NodeId,
     storage: Arc<RocksStorage>,
     config: Arc<openraft::Config>,
+    commit_hold: Duration,
     groups: RwLock<BTreeMap<GroupId, GroupHandle>>,
     transport: OnceLock<QuicTransport>,
     app: OnceLock<Arc<dyn AppHandler>>,
@@ -155,6 +160,7 @@ impl RaftNode {
             node_id,
             storage,
             config: Arc::new(config),
+            commit_hold: Duration::from_millis(timing.commit_hold_ms),
             groups: RwLock::new(BTreeMap::new()),
             transport: OnceLock::new(),
             app: OnceLock::new(),
@@ -236,6 +242,7 @@ impl RaftNode {
         let network = GroupNetworkFactory {
             group,
             transport: self.transport().clone(),
+            commit_hold: self.inner.commit_hold,
         };
         let raft = Raft::new(
             self.inner.node_id,

@@ -44,6 +44,7 @@ async fn node(ca: &ClusterCa, id: u64, dir: &std::path::Path) -> RaftNode {
         keep_after_snapshot: 10,
         // ~20 KB of state: many chunks.
         snapshot_chunk_bytes: 1024,
+        ..RaftTiming::default()
     };
     let identity = ca.issue(id).unwrap();
     RaftNode::start(

@@ -4,6 +4,8 @@
 //! receiving node's [`crate::RaftNode`] routes it to that group's `Raft`. Application requests
 //! (forwarded writes and reads) share the same connections as [`WireRequest::App`].
 
+mod commit_hold;
+
 use std::time::Duration;
 
 use openraft::error::{
@@ -21,6 +23,7 @@ use crate::error::Error;
 use crate::storage::{decode, encode};
 use crate::transport::QuicTransport;
 use crate::types::{GroupId, NodeId, TypeConfig};
+use commit_hold::{CommitHold, Decision, HeldSlot};
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum RaftRpc {
@@ -57,9 +60,20 @@ pub(crate) enum WireReply {
 pub struct GroupNetworkFactory {
     pub(crate) group: GroupId,
     pub(crate) transport: QuicTransport,
+    /// How long a commit-only AppendEntries may wait for a later request to carry it
+    /// ([`commit_hold`]); zero sends every one.
+    pub(crate) commit_hold: Duration,
 }
 
+/// One group's client for one follower: the address and a commit notice possibly held back.
 pub struct GroupNetwork {
+    peer: Peer,
+    hold: CommitHold,
+}
+
+/// Where a group's RPCs to one node go.
+#[derive(Clone)]
+struct Peer {
     group: GroupId,
     target: NodeId,
     addr: Option<std::net::SocketAddr>,
@@ -71,10 +85,13 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GroupNetwork {
         GroupNetwork {
-            group: self.group,
-            target,
-            addr: node.addr.parse().ok(),
-            transport: self.transport.clone(),
+            peer: Peer {
+                group: self.group,
+                target,
+                addr: node.addr.parse().ok(),
+                transport: self.transport.clone(),
+            },
+            hold: CommitHold::new(self.commit_hold),
         }
     }
 }
@@ -82,7 +99,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
-impl GroupNetwork {
+impl Peer {
     async fn send(
         &self,
         rpc: RaftRpc,
@@ -132,18 +149,14 @@ impl GroupNetwork {
     }
 }
 
-impl RaftNetwork<TypeConfig> for GroupNetwork {
+impl Peer {
     async fn append_entries(
-        &mut self,
+        &self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        timeout: Duration,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let reply = self
-            .send(
-                RaftRpc::AppendEntries(rpc),
-                option.hard_ttl(),
-                "append_entries",
-            )
+            .send(RaftRpc::AppendEntries(rpc), timeout, "append_entries")
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
@@ -152,12 +165,57 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         }
     }
 
+    /// Sends the held commit notice, if no request replaced it meanwhile, after `delay`.
+    fn send_held_after(&self, slot: HeldSlot, delay: Duration, timeout: Duration) {
+        let peer = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(rpc) = slot.take() else { return };
+            metrics::counter!(crate::metrics::COMMITS_HELD_SENT).increment(1);
+            let commit = rpc.leader_commit;
+            // A failure or a higher vote is the replication stream's to find: its next request
+            // goes on the wire.
+            if let Ok(AppendEntriesResponse::Success) = peer.append_entries(rpc, timeout).await {
+                slot.acknowledged(commit);
+            }
+        });
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GroupNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let timeout = option.hard_ttl();
+        if let Decision::Held { schedule } = self.hold.decide(&rpc) {
+            metrics::counter!(crate::metrics::COMMITS_HELD).increment(1);
+            if schedule {
+                self.peer
+                    .send_held_after(self.hold.slot(), self.hold.hold_for(), timeout);
+            }
+            return Ok(AppendEntriesResponse::Success);
+        }
+        let (vote, commit) = (rpc.vote, rpc.leader_commit);
+        let matched = rpc
+            .entries
+            .last()
+            .map(|e| Some(e.log_id))
+            .unwrap_or(rpc.prev_log_id);
+        let result = self.peer.append_entries(rpc, timeout).await;
+        let acked = matches!(result, Ok(AppendEntriesResponse::Success)).then_some(matched);
+        self.hold.sent(vote, commit, acked);
+        result
+    }
+
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         let reply = self
+            .peer
             .send(
                 RaftRpc::InstallSnapshot(rpc),
                 option.hard_ttl(),
@@ -166,8 +224,8 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
-            RaftRpcReply::InstallSnapshot(r) => r.map_err(|e| self.remote(e)),
-            _ => Err(Self::unexpected()),
+            RaftRpcReply::InstallSnapshot(r) => r.map_err(|e| self.peer.remote(e)),
+            _ => Err(Peer::unexpected()),
         }
     }
 
@@ -177,12 +235,13 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
         let reply = self
+            .peer
             .send(RaftRpc::Vote(rpc), option.hard_ttl(), "vote")
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
-            RaftRpcReply::Vote(r) => r.map_err(|e| self.remote(e)),
-            _ => Err(Self::unexpected()),
+            RaftRpcReply::Vote(r) => r.map_err(|e| self.peer.remote(e)),
+            _ => Err(Peer::unexpected()),
         }
     }
 }
