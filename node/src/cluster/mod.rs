@@ -539,7 +539,10 @@ impl Backend for Cluster {
     }
 
     fn workflow(&self, key: &str) -> Option<Arc<crate::meta::WorkflowRecord>> {
-        self.inner.view.workflow(key)
+        // The applied index before the read: `meta_write` returns only once it has reached the
+        // write's index, so a workflow pushed through this node is seen by its next trigger.
+        let applied = self.inner.meta.raft.metrics().borrow().last_applied;
+        self.inner.view.workflow(key, applied)
     }
 
     fn workflows(&self) -> Vec<crate::meta::WorkflowRecord> {

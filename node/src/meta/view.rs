@@ -1,5 +1,6 @@
 //! [`MetaView`]: typed local reads of the meta group's applied state.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,23 @@ pub struct MetaView {
 }
 
 /// A cache of values decoded from stored bytes: an entry is valid while the bytes are equal, so
-/// it never serves stale data.
+/// it never serves stale data. An entry also remembers the meta group's applied index its bytes
+/// were read at (when the caller knows it): while that index has not moved, the bytes cannot have
+/// changed, and the value is served without reading them.
 struct Decoded<T> {
-    /// Storage key -> (the stored bytes the value was decoded from, the value).
-    entries: Mutex<std::collections::HashMap<Vec<u8>, DecodedEntry<T>>>,
+    /// Storage key -> the value and what it was decoded from.
+    entries: Mutex<HashMap<Vec<u8>, DecodedEntry<T>>>,
 }
 
-type DecodedEntry<T> = (Vec<u8>, Arc<T>);
+/// The meta group's last applied log id, as openraft's metrics report it.
+pub type Applied = Option<openraft::LogId<u64>>;
+
+struct DecodedEntry<T> {
+    raw: Vec<u8>,
+    value: Arc<T>,
+    /// The applied index read before `raw` was (so `raw` is at least that new).
+    applied: Option<Applied>,
+}
 
 impl<T> Default for Decoded<T> {
     fn default() -> Self {
@@ -41,20 +52,40 @@ impl<T> Default for Decoded<T> {
 }
 
 impl<T> Decoded<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, DecodedEntry<T>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value under `key` if its bytes were read at exactly `applied`.
+    fn as_of(&self, key: &[u8], applied: Applied) -> Option<Arc<T>> {
+        let entries = self.lock();
+        let e = entries.get(key)?;
+        (e.applied == Some(applied)).then(|| e.value.clone())
+    }
+
+    /// The value of `raw`, the bytes under `key` read after the applied index was `applied` (if
+    /// known), decoded once per distinct bytes.
     fn get(
         &self,
         key: &[u8],
         raw: Vec<u8>,
+        applied: Option<Applied>,
         decode: impl FnOnce(&[u8]) -> Option<T>,
     ) -> Option<Arc<T>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((bytes, value)) = entries.get(key) {
-            if *bytes == raw {
-                return Some(value.clone());
+        let mut entries = self.lock();
+        if let Some(e) = entries.get_mut(key) {
+            if e.raw == raw {
+                e.applied = applied;
+                return Some(e.value.clone());
             }
         }
         let value = Arc::new(decode(&raw)?);
-        entries.insert(key.to_vec(), (raw, value.clone()));
+        let entry = DecodedEntry {
+            raw,
+            value: value.clone(),
+            applied,
+        };
+        entries.insert(key.to_vec(), entry);
         Some(value)
     }
 }
@@ -165,7 +196,7 @@ impl MetaView {
             .flatten()
             .copied()
             .collect();
-        let decoded = self.channels.get(&lo, raw, |_| {
+        let decoded = self.channels.get(&lo, raw, None, |_| {
             Some(
                 rows.iter()
                     .filter_map(|(_, v)| serde_json::from_slice(v).ok())
@@ -175,11 +206,18 @@ impl MetaView {
         decoded.map(|c| c.as_ref().clone()).unwrap_or_default()
     }
 
-    pub fn workflow(&self, key: &str) -> Option<Arc<super::WorkflowRecord>> {
+    /// The workflow record under `key`. `applied` is the meta group's applied index read just
+    /// before the call: while it stays the same, the record is served without reading RocksDB
+    /// (every trigger looks its workflow up).
+    pub fn workflow(&self, key: &str, applied: Applied) -> Option<Arc<super::WorkflowRecord>> {
         let k = keys::record(super::WORKFLOWS_TABLE, key);
+        if let Some(hit) = self.workflows.as_of(&k, applied) {
+            return Some(hit);
+        }
         let raw = self.reader.get(&k).ok()??;
-        self.workflows
-            .get(&k, raw, |bytes| serde_json::from_slice(bytes).ok())
+        self.workflows.get(&k, raw, Some(applied), |bytes| {
+            serde_json::from_slice(bytes).ok()
+        })
     }
 
     /// Every workflow, ordered by key.
@@ -215,5 +253,61 @@ impl MetaView {
         };
         let ids: Vec<u64> = self.members().iter().map(|m| m.id).collect();
         herald_shard::preferred_leaders(info.shards, &ids, info.replication as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+
+    fn at(index: u64) -> Applied {
+        Some(LogId::new(CommittedLeaderId::new(1, 1), index))
+    }
+
+    fn parse(bytes: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    #[test]
+    fn a_value_is_served_without_its_bytes_only_at_the_applied_index_it_was_read_at() {
+        let cache = Decoded::<String>::default();
+        assert!(cache.as_of(b"k", at(3)).is_none(), "nothing read yet");
+        let v = cache
+            .get(b"k", b"one".to_vec(), Some(at(3)), parse)
+            .unwrap();
+        assert_eq!(*v, "one");
+        assert_eq!(
+            cache.as_of(b"k", at(3)).as_deref().map(String::as_str),
+            Some("one")
+        );
+        assert!(
+            cache.as_of(b"k", at(4)).is_none(),
+            "meta applied more: read again"
+        );
+        assert!(cache.as_of(b"other", at(3)).is_none());
+    }
+
+    #[test]
+    fn new_bytes_replace_the_value_and_its_stamp() {
+        let cache = Decoded::<String>::default();
+        cache.get(b"k", b"one".to_vec(), Some(at(3)), parse);
+        let same = cache.get(b"k", b"one".to_vec(), Some(at(5)), |_| {
+            panic!("not decoded again")
+        });
+        assert_eq!(same.as_deref().map(String::as_str), Some("one"));
+        assert!(
+            cache.as_of(b"k", at(5)).is_some(),
+            "unchanged bytes move the stamp"
+        );
+        let two = cache
+            .get(b"k", b"two".to_vec(), Some(at(6)), parse)
+            .unwrap();
+        assert_eq!(*two, "two");
+        assert!(cache.as_of(b"k", at(5)).is_none());
+        // A read without a known index is never served by `as_of`.
+        cache.get(b"k", b"three".to_vec(), None, parse);
+        assert!(cache.as_of(b"k", at(6)).is_none());
     }
 }
