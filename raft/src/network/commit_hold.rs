@@ -17,8 +17,9 @@
 //! - a `leader_commit` above what the follower acknowledged.
 //!
 //! Anything else goes on the wire: entries, a conflict probe, a plain heartbeat (nothing new to
-//! commit, so followers' election timers and a higher vote are still seen), and every request on
-//! a fresh client. openraft's leadership checks (`ensure_linearizable`) use fresh clients, so they
+//! commit, so followers' election timers and a higher vote are still seen), every request on
+//! a fresh client, and every request after a held notice that went out got no `Success` (so a dead
+//! follower or a higher vote reaches openraft through its own request). openraft's leadership checks (`ensure_linearizable`) use fresh clients, so they
 //! always reach the follower. In openraft 0.9.25 the leader uses a replication heartbeat's reply
 //! for the matching log id (unchanged) and for `millis_since_quorum_ack` in its metrics only.
 
@@ -57,6 +58,9 @@ struct Shared {
     scheduled: bool,
     /// The highest `leader_commit` the follower acknowledged (on this client or its flushes).
     acked_commit: Option<LogId>,
+    /// A held notice that went out got no `Success` (unreachable, a higher vote): the client's
+    /// next request goes on the wire, so the replication stream sees what happened.
+    unanswered: bool,
 }
 
 /// The handle a scheduled send uses: takes the held request when its time comes.
@@ -84,6 +88,9 @@ impl CommitHold {
     /// Decides about `rpc` before it is sent. Held requests are kept (the newest wins).
     pub(crate) fn decide(&mut self, rpc: &Request) -> Decision {
         let mut shared = lock(&self.shared);
+        if std::mem::take(&mut shared.unanswered) {
+            self.acked = None;
+        }
         let holdable = !self.hold_for.is_zero()
             && rpc.entries.is_empty()
             && self.acked.as_ref() == Some(&(rpc.vote, rpc.prev_log_id))
@@ -127,10 +134,15 @@ impl HeldSlot {
         shared.held.take()
     }
 
-    /// The follower acknowledged a held request that went out with this `leader_commit`.
-    pub(crate) fn acknowledged(&self, commit: Option<LogId>) {
+    /// What the follower answered to a held request that went out with this `leader_commit`:
+    /// `true` for `Success`.
+    pub(crate) fn answered(&self, commit: Option<LogId>, success: bool) {
         let mut shared = lock(&self.0);
-        shared.acked_commit = shared.acked_commit.max(commit);
+        if success {
+            shared.acked_commit = shared.acked_commit.max(commit);
+        } else {
+            shared.unanswered = true;
+        }
     }
 }
 
@@ -243,9 +255,30 @@ mod tests {
             Decision::Held { .. }
         ));
         let held = slot.take().unwrap();
-        slot.acknowledged(held.leader_commit);
+        slot.answered(held.leader_commit, true);
         // The periodic heartbeat that follows carries commit 5, which the follower has.
         assert_eq!(hold.decide(&append(5, 0, 5)), Decision::Send);
+    }
+
+    #[test]
+    fn after_a_held_notice_went_unanswered_the_next_request_goes_on_the_wire() {
+        let mut hold = acked_client();
+        let slot = hold.slot();
+        assert!(matches!(
+            hold.decide(&append(5, 0, 5)),
+            Decision::Held { .. }
+        ));
+        let held = slot.take().unwrap();
+        slot.answered(held.leader_commit, false);
+        // Same commit, same prev: held before, now sent so openraft sees the failure itself.
+        assert_eq!(hold.decide(&append(5, 0, 5)), Decision::Send);
+        // ...and until a send succeeds again, nothing is held.
+        assert_eq!(hold.decide(&append(5, 0, 5)), Decision::Send);
+        hold.sent(vote(), log_id(4), Some(log_id(5)));
+        assert!(matches!(
+            hold.decide(&append(5, 0, 5)),
+            Decision::Held { .. }
+        ));
     }
 
     #[test]

@@ -173,11 +173,10 @@ impl Peer {
             let Some(rpc) = slot.take() else { return };
             metrics::counter!(crate::metrics::COMMITS_HELD_SENT).increment(1);
             let commit = rpc.leader_commit;
-            // A failure or a higher vote is the replication stream's to find: its next request
-            // goes on the wire.
-            if let Ok(AppendEntriesResponse::Success) = peer.append_entries(rpc, timeout).await {
-                slot.acknowledged(commit);
-            }
+            // A failure or a higher vote is the replication stream's to find: the slot sends its
+            // next request on the wire.
+            let reply = peer.append_entries(rpc, timeout).await;
+            slot.answered(commit, matches!(reply, Ok(AppendEntriesResponse::Success)));
         });
     }
 }
