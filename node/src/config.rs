@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn wal_sync_interval_is_bounded() {
         let mut c = Config::default();
-        assert_eq!(c.wal_sync_interval_us, 1_000);
+        assert_eq!(c.wal_sync_interval_us, 2_000);
         c.wal_sync_interval_us = 0;
         c.validate().unwrap();
         c.wal_sync_interval_us = 100_001;

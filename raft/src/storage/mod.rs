@@ -23,7 +23,9 @@
 //! previous sync began (a commit delay, as PostgreSQL's `commit_delay`): an idle node syncs at once,
 //! a busy one syncs at most once per interval, and every sync carries more entries. On a VM an
 //! fdatasync cost about 85 µs of CPU in the guest besides its wait (virtio notifications, inode write);
-//! at 1 ms, one node acknowledged 20% more identifies/s with a lower p99 (docs/benchmarks.md).
+//! at 1 ms, one node acknowledged 20% more identifies/s with a lower p99 than with none; at 2 ms (the
+//! default since session 9) another 9%, and 10% more on three nodes sharing a machine, for about
+//! 1.7 ms more median latency at half load on one node (docs/benchmarks.md).
 
 pub mod keys;
 mod log_store;
@@ -80,7 +82,7 @@ pub struct StorageConfig {
 }
 
 /// Default of [`StorageConfig::wal_sync_interval`].
-pub const DEFAULT_WAL_SYNC_INTERVAL: Duration = Duration::from_millis(1);
+pub const DEFAULT_WAL_SYNC_INTERVAL: Duration = Duration::from_millis(2);
 
 impl Default for StorageConfig {
     fn default() -> Self {
