@@ -246,8 +246,8 @@ mod tests {
         assert_eq!(hold.decide(&append(6, 0, 6)), Decision::Send);
     }
 
-    #[test]
-    fn a_commit_acknowledged_by_a_held_send_is_not_held_again() {
+    /// An acked client whose notice of commit 5 was held, then sent by its slot and answered.
+    fn held_notice_answered(success: bool) -> CommitHold {
         let mut hold = acked_client();
         let slot = hold.slot();
         assert!(matches!(
@@ -255,21 +255,20 @@ mod tests {
             Decision::Held { .. }
         ));
         let held = slot.take().unwrap();
-        slot.answered(held.leader_commit, true);
+        slot.answered(held.leader_commit, success);
+        hold
+    }
+
+    #[test]
+    fn a_commit_acknowledged_by_a_held_send_is_not_held_again() {
+        let mut hold = held_notice_answered(true);
         // The periodic heartbeat that follows carries commit 5, which the follower has.
         assert_eq!(hold.decide(&append(5, 0, 5)), Decision::Send);
     }
 
     #[test]
     fn after_a_held_notice_went_unanswered_the_next_request_goes_on_the_wire() {
-        let mut hold = acked_client();
-        let slot = hold.slot();
-        assert!(matches!(
-            hold.decide(&append(5, 0, 5)),
-            Decision::Held { .. }
-        ));
-        let held = slot.take().unwrap();
-        slot.answered(held.leader_commit, false);
+        let mut hold = held_notice_answered(false);
         // Same commit, same prev: held before, now sent so openraft sees the failure itself.
         assert_eq!(hold.decide(&append(5, 0, 5)), Decision::Send);
         // ...and until a send succeeds again, nothing is held.
