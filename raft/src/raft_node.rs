@@ -49,8 +49,8 @@ pub struct RaftTiming {
     pub keep_after_snapshot: u64,
     /// Snapshots travel to followers in chunks of this size.
     pub snapshot_chunk_bytes: u64,
-    /// How long a leader may hold a commit-only AppendEntries for a later request to carry
-    /// (`network::commit_hold`); 0 sends each at once.
+    /// How long a shard group's leader may hold a commit-only AppendEntries for a later request
+    /// to carry (`network::commit_hold`); 0 sends each at once. The meta group never holds.
     pub commit_hold_ms: u64,
 }
 
@@ -242,7 +242,13 @@ impl RaftNode {
         let network = GroupNetworkFactory {
             group,
             transport: self.transport().clone(),
-            commit_hold: self.inner.commit_hold,
+            // Meta reads are local on every node (the catalog): its followers hear of commits
+            // at once. Shard reads go to leaders.
+            commit_hold: if group == GroupId::META {
+                Duration::ZERO
+            } else {
+                self.inner.commit_hold
+            },
         };
         let raft = Raft::new(
             self.inner.node_id,
