@@ -16,12 +16,17 @@
 //!   reply could only be the `Success` given;
 //! - a `leader_commit` above what the follower acknowledged.
 //!
-//! Anything else goes on the wire: entries, a conflict probe, a plain heartbeat (nothing new to
-//! commit, so followers' election timers and a higher vote are still seen), every request on
-//! a fresh client, and every request after a held notice that went out got no `Success` (so a dead
-//! follower or a higher vote reaches openraft through its own request). openraft's leadership checks (`ensure_linearizable`) use fresh clients, so they
-//! always reach the follower. In openraft 0.9.25 the leader uses a replication heartbeat's reply
-//! for the matching log id (unchanged) and for `millis_since_quorum_ack` in its metrics only.
+//! Anything else goes on the wire:
+//! - entries, and conflict probes;
+//! - a plain heartbeat (nothing new to commit), so followers' election timers run and a higher
+//!   vote is seen;
+//! - every request on a fresh client: openraft's leadership checks (`ensure_linearizable`) use
+//!   fresh clients, so they always reach the follower;
+//! - every request after a held notice that went out got no `Success`, so a dead follower or a
+//!   higher vote reaches openraft through its own request.
+//!
+//! In openraft 0.9.25 the leader uses a replication heartbeat's reply for the matching log id
+//! (unchanged) and for `millis_since_quorum_ack` in its metrics only.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -111,13 +116,13 @@ impl CommitHold {
     /// now matches if it answered `Success`, `None` for anything else.
     pub(crate) fn sent(
         &mut self,
-        rpc_vote: Vote,
+        vote: Vote,
         commit: Option<LogId>,
         matched: Option<Option<LogId>>,
     ) {
         match matched {
             Some(m) => {
-                self.acked = Some((rpc_vote, m));
+                self.acked = Some((vote, m));
                 let mut shared = lock(&self.shared);
                 shared.acked_commit = shared.acked_commit.max(commit);
             }
