@@ -147,9 +147,7 @@ impl Peer {
     ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
         RPCError::RemoteError(RemoteError::new(self.target, e))
     }
-}
 
-impl Peer {
     async fn append_entries(
         &self,
         rpc: AppendEntriesRequest<TypeConfig>,
