@@ -357,6 +357,10 @@ async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
         .await
         .unwrap();
     assert!(metrics.contains("herald_raft_wal_syncs_total"), "{metrics}");
+    assert!(
+        metrics.contains("herald_raft_wal_sync_seconds{quantile=\"0.99\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 pub const WAL_SYNCS: &str = "herald_raft_wal_syncs_total";
 /// Histogram: log appends completed by one WAL fsync (the group-commit factor).
 pub const WAL_SYNC_BATCH: &str = "herald_raft_wal_sync_batch";
+/// Histogram: seconds one WAL write-out and fsync took (the disk's share of every acknowledgement).
+pub const WAL_SYNC_SECONDS: &str = "herald_raft_wal_sync_seconds";
 /// Counter: snapshots cut from a group's state for a replica that needed one.
 pub const SNAPSHOTS_CUT: &str = "herald_raft_snapshots_cut_total";
 /// Counter: requests for a snapshot answered with the kept cut instead of a new one.

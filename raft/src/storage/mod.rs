@@ -296,10 +296,13 @@ impl WalSyncer {
                     {
                         std::thread::sleep(wait);
                     }
-                    last_sync = Some(Instant::now());
+                    let started = Instant::now();
+                    last_sync = Some(started);
                     let mut pending = vec![first];
                     pending.extend(rx.try_iter());
                     let result = db.flush_wal(config.sync_wal);
+                    metrics::histogram!(crate::metrics::WAL_SYNC_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
                     metrics::counter!(crate::metrics::WAL_SYNCS).increment(1);
                     metrics::histogram!(crate::metrics::WAL_SYNC_BATCH)
                         .record(pending.len() as f64);
