@@ -67,7 +67,7 @@ pub enum Error {
     #[error("raft: {0}")]
     Raft(String),
 
-    /// A socket-level error (binding the UDP socket, or an unclassified stream error).
+    /// A file or socket error (a snapshot file, binding the UDP socket, an unclassified stream error).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -1,6 +1,7 @@
 //! Snapshots of a group are its RocksDB state: building one records only that it exists, and the
 //! snapshot served to a replica is cut from the state as it is then, data and meta agreeing.
 
+use std::io::SeekFrom;
 use std::sync::Arc;
 
 use herald_raft::storage::{
@@ -10,6 +11,7 @@ use herald_raft::types::{Entry, GroupId, LogId, Payload, Snapshot};
 use herald_raft::{RocksStorage, StorageConfig};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, Membership};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// Stores each payload under itself.
 struct Echo;
@@ -57,19 +59,46 @@ async fn snapshotted(dir: &tempfile::TempDir) -> (Arc<RocksStorage>, RocksStateM
     (storage, sm)
 }
 
-/// A fresh replica (after openraft's start-up read) with `served` installed, and its reader.
+/// All the bytes of a snapshot's data, from its start.
+async fn bytes(snapshot: &mut Snapshot) -> Vec<u8> {
+    snapshot.snapshot.seek(SeekFrom::Start(0)).await.unwrap();
+    let mut out = Vec::new();
+    snapshot.snapshot.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// A fresh replica (after openraft's start-up read) with `served` received in chunks, as openraft
+/// streams it, and installed; and its reader.
 async fn install_elsewhere(
-    served: Snapshot,
+    mut served: Snapshot,
 ) -> (tempfile::TempDir, RocksStateMachine, GroupReader) {
     let dir = tempfile::tempdir().unwrap();
     let (storage, mut replica) = open(&dir);
     assert!(replica.get_current_snapshot().await.unwrap().is_none());
+    let body = bytes(&mut served).await;
+    let mut received = replica.begin_receiving_snapshot().await.unwrap();
+    for (i, chunk) in body.chunks(1000).enumerate() {
+        received
+            .seek(SeekFrom::Start(i as u64 * 1000))
+            .await
+            .unwrap();
+        received.write_all(chunk).await.unwrap();
+    }
+    received.shutdown().await.unwrap();
     replica
-        .install_snapshot(&served.meta, served.snapshot)
+        .install_snapshot(&served.meta, received)
         .await
         .unwrap();
     let reader = storage.reader(GROUP);
     (dir, replica, reader)
+}
+
+/// Files in the snapshot directory of the storage at `dir`.
+fn snapshot_files(dir: &tempfile::TempDir) -> Vec<String> {
+    std::fs::read_dir(dir.path().join("herald-snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -151,22 +180,41 @@ async fn a_restarted_group_answers_the_start_up_read_without_cutting_and_serves_
 async fn a_kept_cut_is_served_again_until_a_newer_snapshot_is_built() {
     let dir = tempfile::tempdir().unwrap();
     let (_storage, mut sm) = snapshotted(&dir).await;
-    let first = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    let mut first = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(first.meta.last_log_id, Some(log_id(2)));
 
     // A replica that failed to receive it asks again: the same cut, not the newer state. It is
     // still valid: the log is only purged up to the mark it was cut under.
     sm.apply([normal(3, b"c")]).await.unwrap();
-    let again = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    let mut again = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(again.meta, first.meta);
-    assert_eq!(again.snapshot.bytes(), first.snapshot.bytes());
+    assert_eq!(bytes(&mut again).await, bytes(&mut first).await);
+    // One file for the kept cut, read through a handle per sender.
+    assert_eq!(snapshot_files(&dir).len(), 1, "{:?}", snapshot_files(&dir));
 
     // A newer snapshot mark (the log may now be purged further) means a fresh cut.
     build(&mut sm).await;
     let fresh = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     assert_eq!(fresh.meta.last_log_id, Some(log_id(3)));
-    let (_dir, _replica, reader) = install_elsewhere(fresh).await;
+    // The replaced cut's file is gone with it.
+    assert_eq!(snapshot_files(&dir).len(), 1, "{:?}", snapshot_files(&dir));
+    let (replica_dir, _replica, reader) = install_elsewhere(fresh).await;
     for key in [&b"a"[..], b"b", b"c"] {
         assert_eq!(reader.get(key).unwrap().as_deref(), Some(key));
     }
+    // The received file is removed once installed.
+    assert!(snapshot_files(&replica_dir).is_empty());
+}
+
+#[tokio::test]
+async fn snapshot_files_left_by_an_earlier_process_are_removed_when_the_group_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let leftovers = dir.path().join("herald-snapshots");
+    std::fs::write(leftovers.join(format!("g{}-recv-1", GROUP.0)), b"partial").unwrap();
+    std::fs::write(leftovers.join(format!("g{}-cut-2", GROUP.0)), b"old cut").unwrap();
+    // Another group's files are that group's business.
+    std::fs::write(leftovers.join("g8-recv-3"), b"other").unwrap();
+    drop(open(&dir));
+    assert_eq!(snapshot_files(&dir), vec!["g8-recv-3".to_owned()]);
 }

@@ -25,6 +25,9 @@ pub const STATE_LAST_PURGED: u8 = 3;
 pub const STATE_SNAPSHOT: u8 = 4;
 pub const STATE_SM_APPLIED: u8 = 5;
 pub const STATE_SM_MEMBERSHIP: u8 = 6;
+/// Present while a snapshot is installed in several batches (`install`): the group's rows are
+/// incomplete until it is gone.
+pub const STATE_SM_INSTALLING: u8 = 7;
 
 /// Length of the key prefix under which RocksDB keeps a memtable insert hint for `cf` (the skip-list
 /// position of the last key written with that prefix). Rows are mostly written in key order within

@@ -27,12 +27,15 @@
 //! default since session 9) another 9%, and 10% more on three nodes sharing a machine, for about
 //! 1.7 ms more median latency at half load on one node (docs/benchmarks.md).
 
+mod install;
 pub mod keys;
 mod log_store;
 mod snapshot_data;
+mod snapshot_file;
 mod state_machine;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,10 +97,16 @@ impl Default for StorageConfig {
     }
 }
 
+/// Directory under the DB's for snapshot files: cuts being sent and snapshots being received.
+const SNAPSHOT_DIR: &str = "herald-snapshots";
+
 /// The node's RocksDB, shared by the log stores and state machines of all its groups.
 pub struct RocksStorage {
     db: Arc<DB>,
     merge_rule: MergeRule,
+    snapshot_dir: PathBuf,
+    /// Makes snapshot file names unique (seeded from the clock: names outlive a process).
+    snapshot_seq: AtomicU64,
     /// `None` only while dropping: closing the channel stops the syncer thread.
     syncer: Option<mpsc::Sender<openraft::storage::LogFlushed<TypeConfig>>>,
     syncer_thread: Option<std::thread::JoinHandle<()>>,
@@ -157,11 +166,18 @@ impl RocksStorage {
             })
             .collect::<Result<Vec<_>>>()?;
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
+        let snapshot_dir = path.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let merge_rule = config.merge_rule;
         let (syncer, thread) = WalSyncer::spawn(db.clone(), config)?;
         Ok(Arc::new(RocksStorage {
             db,
             merge_rule,
+            snapshot_dir,
+            snapshot_seq: AtomicU64::new(seed),
             syncer: Some(syncer),
             syncer_thread: Some(thread),
         }))
@@ -173,6 +189,32 @@ impl RocksStorage {
 
     pub(crate) fn merge_rule(&self) -> MergeRule {
         self.merge_rule
+    }
+
+    /// A new, unique path for a snapshot file of `group`; `kind` says what it holds (`cut`, `recv`).
+    /// Every name starts with [`Self::snapshot_file_prefix`].
+    pub(crate) fn snapshot_path(&self, group: GroupId, kind: &str) -> PathBuf {
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.snapshot_dir.join(format!(
+            "{}{kind}-{seq:x}",
+            Self::snapshot_file_prefix(group)
+        ))
+    }
+
+    fn snapshot_file_prefix(group: GroupId) -> String {
+        format!("g{}-", group.0)
+    }
+
+    /// Remove `group`'s snapshot files: cuts and partial receives left by an earlier process.
+    pub(crate) fn remove_snapshot_files(&self, group: GroupId) -> Result<()> {
+        let prefix = Self::snapshot_file_prefix(group);
+        for entry in std::fs::read_dir(&self.snapshot_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {

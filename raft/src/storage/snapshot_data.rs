@@ -1,13 +1,14 @@
-//! The bytes of a snapshot as openraft moves them.
+//! The bytes of a snapshot as openraft moves them: a file in the node's snapshot directory.
 //!
-//! A cut (the group's whole state, encoded) is shared: the state machine keeps the last one and
-//! hands every sender a reader over the same bytes, so a replica that keeps failing to receive it
-//! (a node that is down) costs a reference count per attempt, not a walk of the group's state.
-//! A snapshot being received is a growing buffer of its own.
+//! A cut (the group's state in the [`super::snapshot_file`] format) is written once and kept while
+//! it is valid; every sender reads it through a handle of its own, so a replica that keeps failing
+//! to receive it (a node that is down) costs an `open` per attempt, not a walk of the group's state.
+//! A snapshot being received is written chunk by chunk to a staging file of its own. Only the
+//! meta-only snapshot that `build_snapshot` returns lives in memory, and it is empty.
 
 use std::io::{Cursor, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
@@ -15,41 +16,33 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 /// openraft's `SnapshotData` for every group: readable, seekable and writable.
 #[derive(Debug)]
 pub enum SnapshotData {
-    /// A cut being sent: read-only bytes shared with the state machine's cache.
-    Shared(Cursor<Arc<[u8]>>),
-    /// A snapshot being received (or built, empty).
-    Owned(Cursor<Vec<u8>>),
+    /// In memory: the empty data of a meta-only snapshot.
+    Memory(Cursor<Vec<u8>>),
+    /// A cut being sent, or a snapshot being received, at `path`.
+    File {
+        path: PathBuf,
+        file: tokio::fs::File,
+    },
 }
 
 impl SnapshotData {
-    pub fn shared(bytes: Arc<[u8]>) -> Self {
-        SnapshotData::Shared(Cursor::new(bytes))
-    }
-
     pub fn empty() -> Self {
-        SnapshotData::Owned(Cursor::new(Vec::new()))
+        SnapshotData::Memory(Cursor::new(Vec::new()))
     }
 
-    /// All the bytes, whatever the position.
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            SnapshotData::Shared(c) => c.get_ref(),
-            SnapshotData::Owned(c) => c.get_ref(),
-        }
+    /// A new file at `path` to receive a snapshot into.
+    pub(crate) async fn create(path: PathBuf) -> std::io::Result<Self> {
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(SnapshotData::File { path, file })
     }
 
-    /// The writable form: a shared cut is copied the first time it is written to (openraft only
-    /// writes to snapshots it receives, so this does not happen in practice).
-    fn owned(&mut self) -> &mut Cursor<Vec<u8>> {
-        if let SnapshotData::Shared(c) = self {
-            let mut owned = Cursor::new(c.get_ref().to_vec());
-            owned.set_position(c.position());
-            *self = SnapshotData::Owned(owned);
-        }
-        match self {
-            SnapshotData::Owned(c) => c,
-            SnapshotData::Shared(_) => unreachable!("converted above"),
-        }
+    /// A reader over the file at `path`, from its start.
+    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
+        let file = tokio::fs::File::from_std(std::fs::File::open(path)?);
+        Ok(SnapshotData::File {
+            path: path.to_owned(),
+            file,
+        })
     }
 }
 
@@ -60,8 +53,8 @@ impl AsyncRead for SnapshotData {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            SnapshotData::Shared(c) => Pin::new(c).poll_read(cx, buf),
-            SnapshotData::Owned(c) => Pin::new(c).poll_read(cx, buf),
+            SnapshotData::Memory(c) => Pin::new(c).poll_read(cx, buf),
+            SnapshotData::File { file, .. } => Pin::new(file).poll_read(cx, buf),
         }
     }
 }
@@ -69,15 +62,15 @@ impl AsyncRead for SnapshotData {
 impl AsyncSeek for SnapshotData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
         match self.get_mut() {
-            SnapshotData::Shared(c) => Pin::new(c).start_seek(position),
-            SnapshotData::Owned(c) => Pin::new(c).start_seek(position),
+            SnapshotData::Memory(c) => Pin::new(c).start_seek(position),
+            SnapshotData::File { file, .. } => Pin::new(file).start_seek(position),
         }
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
         match self.get_mut() {
-            SnapshotData::Shared(c) => Pin::new(c).poll_complete(cx),
-            SnapshotData::Owned(c) => Pin::new(c).poll_complete(cx),
+            SnapshotData::Memory(c) => Pin::new(c).poll_complete(cx),
+            SnapshotData::File { file, .. } => Pin::new(file).poll_complete(cx),
         }
     }
 }
@@ -88,15 +81,24 @@ impl AsyncWrite for SnapshotData {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(self.get_mut().owned()).poll_write(cx, buf)
+        match self.get_mut() {
+            SnapshotData::Memory(c) => Pin::new(c).poll_write(cx, buf),
+            SnapshotData::File { file, .. } => Pin::new(file).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::Memory(c) => Pin::new(c).poll_flush(cx),
+            SnapshotData::File { file, .. } => Pin::new(file).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::Memory(c) => Pin::new(c).poll_shutdown(cx),
+            SnapshotData::File { file, .. } => Pin::new(file).poll_shutdown(cx),
+        }
     }
 }
 
@@ -107,33 +109,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn shared_bytes_read_from_any_offset_without_copying() {
-        let bytes: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
-        let mut data = SnapshotData::shared(bytes.clone());
+    async fn received_chunks_land_at_their_offsets_and_read_back_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recv");
+        let mut data = SnapshotData::create(path.clone()).await.unwrap();
+        data.write_all(b"0123").await.unwrap();
         data.seek(SeekFrom::Start(4)).await.unwrap();
+        data.write_all(b"456789").await.unwrap();
+        data.shutdown().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
+
+        let mut reader = SnapshotData::open(&path).unwrap();
+        assert_eq!(reader.seek(SeekFrom::End(0)).await.unwrap(), 10);
+        reader.seek(SeekFrom::Start(4)).await.unwrap();
         let mut out = [0u8; 3];
-        data.read_exact(&mut out).await.unwrap();
+        reader.read_exact(&mut out).await.unwrap();
         assert_eq!(&out, b"456");
-        assert_eq!(Arc::strong_count(&bytes), 2, "the reader shares the cut");
-        assert_eq!(data.bytes(), b"0123456789");
     }
 
     #[tokio::test]
-    async fn received_chunks_land_at_their_offsets() {
+    async fn a_meta_only_snapshot_is_empty() {
         let mut data = SnapshotData::empty();
-        data.write_all(b"abc").await.unwrap();
-        data.seek(SeekFrom::Start(3)).await.unwrap();
-        data.write_all(b"def").await.unwrap();
-        assert_eq!(data.bytes(), b"abcdef");
-    }
-
-    #[tokio::test]
-    async fn writing_to_a_shared_cut_copies_it_first() {
-        let bytes: Arc<[u8]> = Arc::from(&b"xyz"[..]);
-        let mut data = SnapshotData::shared(bytes.clone());
-        data.seek(SeekFrom::Start(1)).await.unwrap();
-        data.write_all(b"Y").await.unwrap();
-        assert_eq!(data.bytes(), b"xYz");
-        assert_eq!(&*bytes, b"xyz", "the shared cut is untouched");
+        assert_eq!(data.seek(SeekFrom::End(0)).await.unwrap(), 0);
     }
 }

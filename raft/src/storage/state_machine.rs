@@ -12,24 +12,27 @@
 //!   openraft may purge the log), and `get_current_snapshot` cuts the data, `last_applied` and
 //!   membership from one RocksDB snapshot, so they agree. Nothing copies the whole state except
 //!   sending it to a replica that needs it.
-//! - A cut is kept and handed to every sender until the group builds a newer snapshot or
+//! - A cut is written to a file in the node's snapshot directory, row by row, never held in
+//!   memory. It is kept and handed to every sender until the group builds a newer snapshot or
 //!   [`CUT_REUSE`] passes: a replica that keeps failing to receive it (a node that is down; its
-//!   leader retries about twice a second) costs a reference count per attempt instead of a walk of
-//!   the whole state, during which this group's applies wait. A kept cut is always valid: its
+//!   leader retries about twice a second) costs an `open` per attempt instead of a walk of the
+//!   whole state, during which this group's applies wait. A kept cut is always valid: its
 //!   `last_log_id` is at or after the snapshot mark it was cut under, and the log is only purged
 //!   up to a mark.
+//! - A received snapshot goes to a file too, and is installed from it in bounded batches; a crash
+//!   part-way is finished when the group opens again (`install`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, keys, MergeRule, RocksStorage, SnapshotData};
-use crate::error::Result;
+use super::{decode, encode, install, keys, snapshot_file, MergeRule, RocksStorage, SnapshotData};
+use crate::error::{Error, Result};
 use crate::types::{
     Entry, GroupId, LogId, Payload, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -324,12 +327,6 @@ impl GroupState for GroupReader {
     }
 }
 
-/// What a snapshot carries: the group's application keys (without group prefix) and values.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
 pub struct RocksStateMachine {
     storage: Arc<RocksStorage>,
     group: GroupId,
@@ -352,15 +349,34 @@ struct Cut {
     mark: Vec<u8>,
     at: Instant,
     meta: SnapshotMeta,
-    body: Arc<[u8]>,
+    file: CutFile,
 }
 
 impl Cut {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    /// The cut for one sender, reading the file through a handle of its own.
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(SnapshotData::shared(self.body.clone())),
-        }
+            snapshot: Box::new(SnapshotData::open(&self.file.0)?),
+        })
+    }
+}
+
+/// A cut's file, removed when the cut is dropped (senders still reading it keep their handles).
+struct CutFile(PathBuf);
+
+impl Drop for CutFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A row key without its group prefix, as a snapshot file holds it.
+struct AppKey(Box<[u8]>);
+
+impl AsRef<[u8]> for AppKey {
+    fn as_ref(&self) -> &[u8] {
+        keys::strip_group(&self.0)
     }
 }
 
@@ -370,6 +386,8 @@ impl RocksStateMachine {
         group: GroupId,
         logic: Arc<dyn StateMachineLogic>,
     ) -> Result<Self> {
+        install::resume(&storage, group)?;
+        storage.remove_snapshot_files(group)?;
         let meta = snapshot_meta(&storage, group, &storage.db().snapshot())?;
         Ok(RocksStateMachine {
             storage,
@@ -384,20 +402,13 @@ impl RocksStateMachine {
 
     /// Record `last_applied`, and the membership when it changed.
     fn put_bookkeeping(&self, batch: &mut WriteBatch, membership_changed: bool) -> Result<()> {
-        let cf = self.storage.cf(keys::CF_RAFT_STATE);
-        batch.put_cf(
-            cf,
-            keys::state_key(self.group, keys::STATE_SM_APPLIED),
-            encode(&self.last_applied)?,
-        );
-        if membership_changed {
-            batch.put_cf(
-                cf,
-                keys::state_key(self.group, keys::STATE_SM_MEMBERSHIP),
-                encode(&self.membership)?,
-            );
-        }
-        Ok(())
+        install::put_applied(
+            &self.storage,
+            self.group,
+            batch,
+            &self.last_applied,
+            membership_changed.then_some(&self.membership),
+        )
     }
 }
 
@@ -459,7 +470,11 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
-        Ok(Box::new(SnapshotData::empty()))
+        let path = self.storage.snapshot_path(self.group, "recv");
+        let data = SnapshotData::create(path)
+            .await
+            .map_err(|e| snap_err(None, ErrorVerb::Write, e))?;
+        Ok(Box::new(data))
     }
 
     async fn install_snapshot(
@@ -467,30 +482,28 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let body: SnapshotBody =
-            decode(snapshot.bytes()).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+        let err = |verb, e: Error| snap_err(Some(meta), verb, e);
+        let SnapshotData::File { path, file } = *snapshot else {
+            // openraft installs only what `begin_receiving_snapshot` handed out.
+            let e = Error::Codec("a received snapshot is not in a file".into());
+            return Err(err(ErrorVerb::Read, e));
+        };
+        file.sync_all()
+            .await
+            .map_err(|e| err(ErrorVerb::Write, e.into()))?;
+        drop(file);
         // The state it was cut from is gone (and the new mark would not match it anyway).
         self.cut = None;
-        let cf = self.storage.cf(keys::state_cf(self.group));
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf,
-            &keys::group_prefix(self.group)[..],
-            &keys::group_end(self.group)[..],
-        );
-        for (k, v) in &body.entries {
-            batch.put_cf(cf, keys::data_key(self.group, k), v);
-        }
+        // Bounded batches, but a large group still takes a while: keep it off the async workers.
+        let (storage, group, at) = (self.storage.clone(), self.group, meta.clone());
+        tokio::task::spawn_blocking(move || {
+            install::install(&storage, group, &at, &path, install::INSTALL_BATCH_BYTES)
+        })
+        .await
+        .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?
+        .map_err(|e| err(ErrorVerb::Write, e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.put_bookkeeping(&mut batch, true)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        put_snapshot_mark(&self.storage, self.group, &mut batch, meta)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        self.storage
-            .db()
-            .write(batch)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
         metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
         Ok(())
     }
@@ -511,7 +524,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         if let Some(cut) = &self.cut {
             if cut.mark == mark && cut.at.elapsed() <= CUT_REUSE {
                 metrics::counter!(crate::metrics::SNAPSHOT_CUTS_REUSED).increment(1);
-                return Ok(Some(cut.snapshot()));
+                return cut.snapshot().map(Some).map_err(err);
             }
         }
         // Reading a whole group blocks: keep it off the async workers (this group's applies wait
@@ -521,7 +534,7 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
             .await
             .map_err(|e| snap_err(None, ErrorVerb::Read, e))?
             .map_err(err)?;
-        let snapshot = cut.as_ref().map(Cut::snapshot);
+        let snapshot = cut.as_ref().map(Cut::snapshot).transpose().map_err(err)?;
         self.cut = cut;
         Ok(snapshot)
     }
@@ -558,7 +571,7 @@ impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
 
 /// Mark that the group has a snapshot (built or installed). The row holds the meta of that moment,
 /// for inspection; the snapshot served later is cut from the state as it is then.
-fn put_snapshot_mark(
+pub(super) fn put_snapshot_mark(
     storage: &RocksStorage,
     group: GroupId,
     batch: &mut WriteBatch,
@@ -588,22 +601,21 @@ fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Cut>> {
     };
     let cf = storage.cf(keys::state_cf(group));
     let prefix = keys::group_prefix(group);
-    let mut entries = Vec::new();
-    for item in view.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-        let (k, v) = item?;
-        if !k.starts_with(&prefix) {
-            break;
-        }
-        entries.push((keys::strip_group(&k).to_vec(), v.to_vec()));
-    }
-    let body = encode(&SnapshotBody { entries })?;
+    let rows = view
+        .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+        .map(|item| item.map_err(Error::from))
+        .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .map(|item| item.map(|(k, v)| (AppKey(k), v)));
+    // Owned before it is written, so that a failed write removes it.
+    let file = CutFile(storage.snapshot_path(group, "cut"));
+    snapshot_file::write(&file.0, rows)?;
     let meta = snapshot_meta(storage, group, &view)?;
     metrics::counter!(crate::metrics::SNAPSHOTS_CUT).increment(1);
     Ok(Some(Cut {
         mark,
         at: Instant::now(),
         meta,
-        body: body.into(),
+        file,
     }))
 }
 
