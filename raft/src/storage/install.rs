@@ -21,9 +21,10 @@ use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use super::snapshot_file::Reader;
+use super::state_machine::{put_applied, put_snapshot_mark};
 use super::{decode, encode, keys, RocksStorage};
 use crate::error::{Error, Result};
-use crate::types::{GroupId, LogId, SnapshotMeta, StoredMembership};
+use crate::types::{GroupId, SnapshotMeta};
 
 /// Most bytes of keys and values written in one batch of an install.
 pub(super) const INSTALL_BATCH_BYTES: usize = 32 << 20;
@@ -76,7 +77,7 @@ pub(super) fn install(
         &meta.last_log_id,
         Some(&meta.last_membership),
     )?;
-    super::state_machine::put_snapshot_mark(storage, group, &mut batch, meta)?;
+    put_snapshot_mark(storage, group, &mut batch, meta)?;
     batch.delete_cf(storage.cf(keys::CF_RAFT_STATE), installing_key(group));
     storage.db().write(batch)?;
     // The file is the only copy of the rows until the end of the install is on disk.
@@ -116,30 +117,6 @@ pub(super) fn resume(storage: &RocksStorage, group: GroupId) -> Result<bool> {
     Ok(true)
 }
 
-/// Record `last_applied` of `group`'s state machine, and its membership when given (it changed).
-pub(super) fn put_applied(
-    storage: &RocksStorage,
-    group: GroupId,
-    batch: &mut WriteBatch,
-    last_applied: &Option<LogId>,
-    membership: Option<&StoredMembership>,
-) -> Result<()> {
-    let cf = storage.cf(keys::CF_RAFT_STATE);
-    batch.put_cf(
-        cf,
-        keys::state_key(group, keys::STATE_SM_APPLIED),
-        encode(last_applied)?,
-    );
-    if let Some(membership) = membership {
-        batch.put_cf(
-            cf,
-            keys::state_key(group, keys::STATE_SM_MEMBERSHIP),
-            encode(membership)?,
-        );
-    }
-    Ok(())
-}
-
 fn installing_key(group: GroupId) -> [u8; 5] {
     keys::state_key(group, keys::STATE_SM_INSTALLING)
 }
@@ -169,6 +146,7 @@ mod tests {
     use super::*;
     use crate::storage::snapshot_file::{self, Rows};
     use crate::storage::{GroupState, StorageConfig};
+    use crate::types::{LogId, StoredMembership};
     use openraft::{CommittedLeaderId, Membership};
 
     const GROUP: GroupId = GroupId(5);

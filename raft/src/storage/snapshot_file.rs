@@ -24,7 +24,8 @@ const IO_BUFFER: usize = 1 << 20;
 /// Rows of a group: application keys (no group prefix) and their values.
 pub(super) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Write `rows` to a new file at `path`, synced to disk. Returns the number of rows.
+/// Write `rows` to a new file at `path`. Returns the number of rows. Not synced: a cut is
+/// transient, and a received file is synced by its installer.
 pub(super) fn write<K, V>(path: &Path, rows: impl Iterator<Item = Result<(K, V)>>) -> Result<u64>
 where
     K: AsRef<[u8]>,
@@ -41,9 +42,7 @@ where
     }
     out.write_all(&END.to_le_bytes())?;
     out.write_all(&count.to_le_bytes())?;
-    out.into_inner()
-        .map_err(|e| Error::Io(e.into_error()))?
-        .sync_all()?;
+    out.flush()?;
     Ok(count)
 }
 

@@ -402,7 +402,7 @@ impl RocksStateMachine {
 
     /// Record `last_applied`, and the membership when it changed.
     fn put_bookkeeping(&self, batch: &mut WriteBatch, membership_changed: bool) -> Result<()> {
-        install::put_applied(
+        put_applied(
             &self.storage,
             self.group,
             batch,
@@ -567,6 +567,30 @@ impl RaftSnapshotBuilder<TypeConfig> for RocksSnapshotBuilder {
             snapshot: Box::new(SnapshotData::empty()),
         })
     }
+}
+
+/// Record `last_applied` of `group`'s state machine, and its membership when given (it changed).
+pub(super) fn put_applied(
+    storage: &RocksStorage,
+    group: GroupId,
+    batch: &mut WriteBatch,
+    last_applied: &Option<LogId>,
+    membership: Option<&StoredMembership>,
+) -> Result<()> {
+    let cf = storage.cf(keys::CF_RAFT_STATE);
+    batch.put_cf(
+        cf,
+        keys::state_key(group, keys::STATE_SM_APPLIED),
+        encode(last_applied)?,
+    );
+    if let Some(membership) = membership {
+        batch.put_cf(
+            cf,
+            keys::state_key(group, keys::STATE_SM_MEMBERSHIP),
+            encode(membership)?,
+        );
+    }
+    Ok(())
 }
 
 /// Mark that the group has a snapshot (built or installed). The row holds the meta of that moment,
