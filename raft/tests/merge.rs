@@ -9,6 +9,7 @@ use herald_raft::types::{Entry, GroupId, LogId, Payload};
 use herald_raft::{RocksStorage, StorageConfig};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload};
+use tokio::io::AsyncWriteExt;
 
 /// Appends the operands: not commutative, so a fold out of order would show.
 fn append(existing: Option<&[u8]>, operands: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8> {
@@ -136,12 +137,18 @@ async fn merges_fold_in_log_order_for_every_reader() {
         .build_snapshot()
         .await
         .unwrap();
-    let served = sm.get_current_snapshot().await.unwrap().expect("snapshot");
+    let mut served = sm.get_current_snapshot().await.unwrap().expect("snapshot");
     let other = tempfile::tempdir().unwrap();
     let (replica_storage, mut replica) = open(&other);
     assert!(replica.get_current_snapshot().await.unwrap().is_none());
+    // Received into a file of the replica's own, as openraft streams it.
+    let mut received = replica.begin_receiving_snapshot().await.unwrap();
+    tokio::io::copy(&mut served.snapshot, &mut received)
+        .await
+        .unwrap();
+    received.shutdown().await.unwrap();
     replica
-        .install_snapshot(&served.meta, served.snapshot)
+        .install_snapshot(&served.meta, received)
         .await
         .unwrap();
     assert_eq!(get(&replica_storage, "d").as_deref(), Some("123456"));

@@ -11,18 +11,46 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// openraft's `SnapshotData` for every group: readable, seekable and writable.
 #[derive(Debug)]
 pub enum SnapshotData {
     /// In memory: the empty data of a meta-only snapshot.
     Memory(Cursor<Vec<u8>>),
-    /// A cut being sent, or a snapshot being received, at `path`.
-    File {
-        path: PathBuf,
+    /// A handle on a cut being sent (the state machine owns the file and removes it).
+    Cut(tokio::fs::File),
+    /// A snapshot being received. Its file is removed with it unless it is installed.
+    Received {
         file: tokio::fs::File,
+        path: ReceivedPath,
     },
+}
+
+/// The path of a received snapshot's file, removed when dropped: a transfer that openraft abandons
+/// (the leader moved on to a newer snapshot) leaves nothing on disk. [`ReceivedPath::keep`] hands
+/// the file to its installer.
+#[derive(Debug)]
+pub struct ReceivedPath(Option<PathBuf>);
+
+impl ReceivedPath {
+    fn as_path(&self) -> &Path {
+        self.0
+            .as_deref()
+            .expect("a received path is there until kept")
+    }
+
+    pub(crate) fn keep(mut self) -> PathBuf {
+        self.0.take().expect("a received path is kept once")
+    }
+}
+
+impl Drop for ReceivedPath {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl SnapshotData {
@@ -33,16 +61,36 @@ impl SnapshotData {
     /// A new file at `path` to receive a snapshot into.
     pub(crate) async fn create(path: PathBuf) -> std::io::Result<Self> {
         let file = tokio::fs::File::create(&path).await?;
-        Ok(SnapshotData::File { path, file })
+        Ok(SnapshotData::Received {
+            file,
+            path: ReceivedPath(Some(path)),
+        })
     }
 
-    /// A reader over the file at `path`, from its start.
+    /// The file of a received snapshot and its path. Anything else (a cut or an in-memory snapshot
+    /// handed to `install_snapshot` directly, as openraft's storage suite does) is first copied to a
+    /// new file at `copy_to()`.
+    pub(crate) async fn into_received(
+        self,
+        copy_to: impl FnOnce() -> PathBuf,
+    ) -> std::io::Result<(tokio::fs::File, ReceivedPath)> {
+        match self {
+            SnapshotData::Received { file, path } => Ok((file, path)),
+            mut other => {
+                let path = ReceivedPath(Some(copy_to()));
+                let mut file = tokio::fs::File::create(path.as_path()).await?;
+                other.seek(SeekFrom::Start(0)).await?;
+                tokio::io::copy(&mut other, &mut file).await?;
+                file.flush().await?;
+                Ok((file, path))
+            }
+        }
+    }
+
+    /// A reader over the cut at `path`, from its start.
     pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
-        let file = tokio::fs::File::from_std(std::fs::File::open(path)?);
-        Ok(SnapshotData::File {
-            path: path.to_owned(),
-            file,
-        })
+        let file = std::fs::File::open(path)?;
+        Ok(SnapshotData::Cut(tokio::fs::File::from_std(file)))
     }
 }
 
@@ -54,7 +102,9 @@ impl AsyncRead for SnapshotData {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_read(cx, buf),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_read(cx, buf),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -63,14 +113,18 @@ impl AsyncSeek for SnapshotData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).start_seek(position),
-            SnapshotData::File { file, .. } => Pin::new(file).start_seek(position),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).start_seek(position)
+            }
         }
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_complete(cx),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_complete(cx),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).poll_complete(cx)
+            }
         }
     }
 }
@@ -83,28 +137,34 @@ impl AsyncWrite for SnapshotData {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_write(cx, buf),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_write(cx, buf),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).poll_write(cx, buf)
+            }
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_flush(cx),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_flush(cx),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).poll_flush(cx)
+            }
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_shutdown(cx),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_shutdown(cx),
+            SnapshotData::Cut(f) | SnapshotData::Received { file: f, .. } => {
+                Pin::new(f).poll_shutdown(cx)
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
     use super::*;
 
@@ -125,6 +185,24 @@ mod tests {
         let mut out = [0u8; 3];
         reader.read_exact(&mut out).await.unwrap();
         assert_eq!(&out, b"456");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_receive_leaves_no_file_and_a_kept_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let abandoned = dir.path().join("a");
+        let mut data = SnapshotData::create(abandoned.clone()).await.unwrap();
+        data.write_all(b"part").await.unwrap();
+        drop(data);
+        assert!(!abandoned.exists());
+
+        let kept = dir.path().join("k");
+        let data = SnapshotData::create(kept.clone()).await.unwrap();
+        let SnapshotData::Received { path, .. } = data else {
+            panic!("a receive is a received file");
+        };
+        assert_eq!(path.keep(), kept);
+        assert!(kept.exists());
     }
 
     #[tokio::test]

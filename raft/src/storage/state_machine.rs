@@ -483,19 +483,21 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let err = |verb, e: Error| snap_err(Some(meta), verb, e);
-        let SnapshotData::File { path, file } = *snapshot else {
-            // openraft installs only what `begin_receiving_snapshot` handed out.
-            let e = Error::Codec("a received snapshot is not in a file".into());
-            return Err(err(ErrorVerb::Read, e));
-        };
+        let (storage, group) = (self.storage.clone(), self.group);
+        let (file, path) = snapshot
+            .into_received(|| storage.snapshot_path(group, "recv"))
+            .await
+            .map_err(|e| err(ErrorVerb::Write, e.into()))?;
         file.sync_all()
             .await
             .map_err(|e| err(ErrorVerb::Write, e.into()))?;
         drop(file);
+        // From here the install owns the file: it stays on disk until the install is (see `install`).
+        let path = path.keep();
         // The state it was cut from is gone (and the new mark would not match it anyway).
         self.cut = None;
         // Bounded batches, but a large group still takes a while: keep it off the async workers.
-        let (storage, group, at) = (self.storage.clone(), self.group, meta.clone());
+        let at = meta.clone();
         tokio::task::spawn_blocking(move || {
             install::install(&storage, group, &at, &path, install::INSTALL_BATCH_BYTES)
         })
