@@ -15,7 +15,7 @@
 //! which is kept until the end is on disk. A file small enough for one batch (every meta group, a
 //! small shard) is installed in a single atomic batch without the marker.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -29,11 +29,12 @@ use crate::types::{GroupId, SnapshotMeta};
 /// Most bytes of keys and values written in one batch of an install.
 pub(super) const INSTALL_BATCH_BYTES: usize = 32 << 20;
 
-/// The INSTALLING row: what was being installed, and from where.
+/// The INSTALLING row: what was being installed, and from which file of the snapshot directory
+/// (a name, not a path, so that a data directory moved elsewhere still finds it).
 #[derive(Serialize, Deserialize)]
 struct Installing {
     meta: SnapshotMeta,
-    path: PathBuf,
+    file: String,
 }
 
 /// Replace `group`'s state with the snapshot at `path` taken at `meta`, then remove the file.
@@ -54,9 +55,13 @@ pub(super) fn install(
     let mut next = rows.next_batch(batch_bytes)?;
     if next.is_some() {
         // More than one batch: mark the install as under way in the first.
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::Codec(format!("snapshot file {} has no name", path.display())))?;
         let marker = Installing {
             meta: meta.clone(),
-            path: path.to_owned(),
+            file,
         };
         batch.put_cf(
             storage.cf(keys::CF_RAFT_STATE),
@@ -95,21 +100,16 @@ pub(super) fn resume(storage: &RocksStorage, group: GroupId) -> Result<bool> {
         return Ok(false);
     };
     let marker: Installing = decode(&raw)?;
-    if !marker.path.exists() {
+    let path = storage.snapshot_dir().join(&marker.file);
+    if !path.exists() {
         return Err(Error::Codec(format!(
             "group {}: a snapshot install was interrupted and its file {} is gone; \
              the group's state is incomplete and cannot be rebuilt in place: replace this node",
             group.0,
-            marker.path.display()
+            path.display()
         )));
     }
-    install(
-        storage,
-        group,
-        &marker.meta,
-        &marker.path,
-        INSTALL_BATCH_BYTES,
-    )?;
+    install(storage, group, &marker.meta, &path, INSTALL_BATCH_BYTES)?;
     tracing::info!(
         group = group.0,
         "finished a snapshot install interrupted by a restart"
@@ -143,6 +143,8 @@ fn put_rows(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::storage::snapshot_file::{self, Rows};
     use crate::storage::{GroupState, StorageConfig};
@@ -241,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn an_install_cut_short_by_a_crash_is_finished_when_the_group_opens_again() {
+    fn an_install_cut_short_by_a_crash_is_finished_when_the_group_opens_again_even_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, path) = setup(&dir, &rows(300));
         // The state a crash after the first two batches leaves: old rows deleted, the marker
@@ -250,7 +252,7 @@ mod tests {
         delete_rows(&storage, GROUP, &mut batch);
         let m = Installing {
             meta: meta(40),
-            path: path.clone(),
+            file: path.file_name().unwrap().to_string_lossy().into_owned(),
         };
         let cf = storage.cf(keys::CF_RAFT_STATE);
         batch.put_cf(cf, installing_key(GROUP), encode(&m).unwrap());
@@ -261,7 +263,12 @@ mod tests {
         storage.db().flush_wal(true).unwrap();
         drop(storage);
 
-        let storage = RocksStorage::open(dir.path(), StorageConfig::default()).unwrap();
+        // The data directory moves (a restore elsewhere): the marker names the file, not its path.
+        let moved = tempfile::tempdir().unwrap();
+        let moved_db = moved.path().join("db");
+        std::fs::rename(dir.path(), &moved_db).unwrap();
+        let path = moved_db.join(path.strip_prefix(dir.path()).unwrap());
+        let storage = RocksStorage::open(&moved_db, StorageConfig::default()).unwrap();
         // Opening the group's state machine resumes the install.
         let sm = storage
             .state_machine(GROUP, std::sync::Arc::new(Blank))
@@ -281,7 +288,7 @@ mod tests {
         let (storage, path) = setup(&dir, &rows(10));
         let m = Installing {
             meta: meta(40),
-            path: path.clone(),
+            file: path.file_name().unwrap().to_string_lossy().into_owned(),
         };
         let mut batch = WriteBatch::default();
         let cf = storage.cf(keys::CF_RAFT_STATE);

@@ -191,6 +191,11 @@ impl RocksStorage {
         self.merge_rule
     }
 
+    /// Where snapshot files live: cuts being sent and snapshots being received.
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
     /// A new, unique path for a snapshot file of `group`; `kind` says what it holds (`cut`, `recv`).
     /// Every name starts with [`Self::snapshot_file_prefix`].
     pub(crate) fn snapshot_path(&self, group: GroupId, kind: &str) -> PathBuf {
