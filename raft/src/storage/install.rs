@@ -3,7 +3,7 @@
 //! crash part-way through is finished at the next start instead of leaving half a state.
 //!
 //! ```text
-//!   verify the file (framing, row count)        nothing changed yet: a bad file is refused
+//!   verify the file (framing, row count)        nothing changed yet: a bad file is refused and removed
 //!   batch 0: delete the group's rows, put INSTALLING = (meta, file path)
 //!   batches 1..n: the file's rows, at most INSTALL_BATCH_BYTES each
 //!   last batch: last_applied, membership, snapshot mark, delete INSTALLING; sync the WAL
@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::types::{GroupId, SnapshotMeta};
 
 /// Most bytes of keys and values written in one batch of an install.
-pub(super) const INSTALL_BATCH_BYTES: usize = 32 << 20;
+const INSTALL_BATCH_BYTES: usize = 32 << 20;
 
 /// The INSTALLING row: what was being installed, and from which file of the snapshot directory
 /// (a name, not a path, so that a data directory moved elsewhere still finds it).
@@ -37,16 +37,30 @@ struct Installing {
     file: String,
 }
 
-/// Replace `group`'s state with the snapshot at `path` taken at `meta`, then remove the file.
-pub(super) fn install(
+/// Install a received snapshot file: check it whole first, so that a bad file changes nothing and
+/// is removed; then [`install`].
+pub(super) fn install_received(
+    storage: &RocksStorage,
+    group: GroupId,
+    meta: &SnapshotMeta,
+    path: &Path,
+) -> Result<()> {
+    if let Err(e) = Reader::open(path).and_then(Reader::verify) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    install(storage, group, meta, path, INSTALL_BATCH_BYTES)
+}
+
+/// Replace `group`'s state with the snapshot at `path` (already verified) taken at `meta`, then
+/// remove the file.
+fn install(
     storage: &RocksStorage,
     group: GroupId,
     meta: &SnapshotMeta,
     path: &Path,
     batch_bytes: usize,
 ) -> Result<()> {
-    // Check the whole file before anything is replaced: a bad file leaves the state as it was.
-    Reader::open(path)?.verify()?;
     let mut rows = Reader::open(path)?;
     let first = rows.next_batch(batch_bytes)?.unwrap_or_default();
     let mut batch = WriteBatch::default();
@@ -109,6 +123,8 @@ pub(super) fn resume(storage: &RocksStorage, group: GroupId) -> Result<bool> {
             path.display()
         )));
     }
+    // Verified before the marker was written; a file damaged since is refused, and kept.
+    Reader::open(&path)?.verify()?;
     install(storage, group, &marker.meta, &path, INSTALL_BATCH_BYTES)?;
     tracing::info!(
         group = group.0,
@@ -231,15 +247,16 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_file_is_refused_before_anything_changes() {
+    fn a_bad_file_is_refused_and_removed_before_anything_changes() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, path) = setup(&dir, &rows(50));
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 3]).unwrap();
-        assert!(install(&storage, GROUP, &meta(40), &path, 1000).is_err());
+        assert!(install_received(&storage, GROUP, &meta(40), &path).is_err());
         assert_eq!(state(&storage), vec![(b"old".to_vec(), b"1".to_vec())]);
         assert_eq!(applied(&storage), None);
         assert_eq!(marker(&storage), None);
+        assert!(!path.exists(), "a refused file is removed");
     }
 
     #[test]

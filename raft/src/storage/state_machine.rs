@@ -498,12 +498,10 @@ impl RaftStateMachine<TypeConfig> for RocksStateMachine {
         self.cut = None;
         // Bounded batches, but a large group still takes a while: keep it off the async workers.
         let at = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            install::install(&storage, group, &at, &path, install::INSTALL_BATCH_BYTES)
-        })
-        .await
-        .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?
-        .map_err(|e| err(ErrorVerb::Write, e))?;
+        tokio::task::spawn_blocking(move || install::install_received(&storage, group, &at, &path))
+            .await
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?
+            .map_err(|e| err(ErrorVerb::Write, e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
