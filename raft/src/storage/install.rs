@@ -12,8 +12,8 @@
 //!
 //! While the INSTALLING row exists the group's rows are incomplete and its `last_applied` is stale;
 //! [`resume`] (called when the group's state machine opens) runs the install again from the file,
-//! which is kept until the end is on disk. A file small enough for one batch (every meta group, a
-//! small shard) is installed in a single atomic batch without the marker.
+//! which is kept until the end is on disk. A file small enough for one batch (a meta group of usual
+//! size, a small shard) is installed in a single atomic batch without the marker.
 
 use std::path::Path;
 

@@ -23,29 +23,33 @@ pub enum SnapshotData {
     /// A snapshot being received. Its file is removed with it unless it is installed.
     Received {
         file: tokio::fs::File,
-        path: ReceivedPath,
+        path: SnapshotFile,
     },
 }
 
-/// The path of a received snapshot's file, removed when dropped: a transfer that openraft abandons
-/// (the leader moved on to a newer snapshot) leaves nothing on disk. [`ReceivedPath::keep`] hands
-/// the file to its installer.
+/// A snapshot file's path, and the file removed when it is dropped: a cut that is replaced, or a
+/// transfer that openraft abandons (the leader moved on to a newer snapshot), leaves nothing on
+/// disk. [`SnapshotFile::keep`] hands a received file to its installer.
 #[derive(Debug)]
-pub struct ReceivedPath(Option<PathBuf>);
+pub struct SnapshotFile(Option<PathBuf>);
 
-impl ReceivedPath {
-    fn as_path(&self) -> &Path {
+impl SnapshotFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        SnapshotFile(Some(path))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
         self.0
             .as_deref()
-            .expect("a received path is there until kept")
+            .expect("a snapshot file's path is there until kept")
     }
 
     pub(crate) fn keep(mut self) -> PathBuf {
-        self.0.take().expect("a received path is kept once")
+        self.0.take().expect("a snapshot file is kept once")
     }
 }
 
-impl Drop for ReceivedPath {
+impl Drop for SnapshotFile {
     fn drop(&mut self) {
         if let Some(path) = &self.0 {
             let _ = std::fs::remove_file(path);
@@ -63,7 +67,7 @@ impl SnapshotData {
         let file = tokio::fs::File::create(&path).await?;
         Ok(SnapshotData::Received {
             file,
-            path: ReceivedPath(Some(path)),
+            path: SnapshotFile::new(path),
         })
     }
 
@@ -73,12 +77,12 @@ impl SnapshotData {
     pub(crate) async fn into_received(
         self,
         copy_to: impl FnOnce() -> PathBuf,
-    ) -> std::io::Result<(tokio::fs::File, ReceivedPath)> {
+    ) -> std::io::Result<(tokio::fs::File, SnapshotFile)> {
         match self {
             SnapshotData::Received { file, path } => Ok((file, path)),
             mut other => {
-                let path = ReceivedPath(Some(copy_to()));
-                let mut file = tokio::fs::File::create(path.as_path()).await?;
+                let path = SnapshotFile::new(copy_to());
+                let mut file = tokio::fs::File::create(path.path()).await?;
                 other.seek(SeekFrom::Start(0)).await?;
                 tokio::io::copy(&mut other, &mut file).await?;
                 file.flush().await?;

@@ -23,7 +23,6 @@
 //!   part-way is finished when the group opens again (`install`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, StorageIOError};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
+use super::snapshot_data::SnapshotFile;
 use super::{decode, encode, install, keys, snapshot_file, MergeRule, RocksStorage, SnapshotData};
 use crate::error::{Error, Result};
 use crate::types::{
@@ -349,7 +349,8 @@ struct Cut {
     mark: Vec<u8>,
     at: Instant,
     meta: SnapshotMeta,
-    file: CutFile,
+    /// Removed when the cut is dropped; senders still reading it keep their handles.
+    file: SnapshotFile,
 }
 
 impl Cut {
@@ -357,17 +358,8 @@ impl Cut {
     fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(SnapshotData::open(&self.file.0)?),
+            snapshot: Box::new(SnapshotData::open(self.file.path())?),
         })
-    }
-}
-
-/// A cut's file, removed when the cut is dropped (senders still reading it keep their handles).
-struct CutFile(PathBuf);
-
-impl Drop for CutFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -631,8 +623,8 @@ fn cut_snapshot(storage: &RocksStorage, group: GroupId) -> Result<Option<Cut>> {
         .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
         .map(|item| item.map(|(k, v)| (AppKey(k), v)));
     // Owned before it is written, so that a failed write removes it.
-    let file = CutFile(storage.snapshot_path(group, "cut"));
-    snapshot_file::write(&file.0, rows)?;
+    let file = SnapshotFile::new(storage.snapshot_path(group, "cut"));
+    snapshot_file::write(file.path(), rows)?;
     let meta = snapshot_meta(storage, group, &view)?;
     metrics::counter!(crate::metrics::SNAPSHOTS_CUT).increment(1);
     Ok(Some(Cut {
