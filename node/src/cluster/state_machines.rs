@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use herald_raft::{GroupBatch, GroupState, StateMachineLogic};
+use herald_shard::runs::Sendable;
 use herald_shard::{ShardCommand, ShardReply, Store, StoreRead};
 
 use super::executor::ShardEntry;
@@ -60,7 +61,7 @@ pub struct ShardLogic {
     pending_timers: AtomicU64,
     /// Messages queued for an immediate send by payloads applied but not yet written, and the
     /// earliest entry time among them.
-    pending_queued: Mutex<(u64, Vec<String>)>,
+    pending_queued: Mutex<(u64, Vec<Sendable>)>,
 }
 
 impl ShardLogic {
@@ -75,14 +76,14 @@ impl ShardLogic {
 
     fn note(&self, now_ms: u64, cmd: &ShardCommand) {
         if let ShardCommand::Runs(r) = cmd {
-            let mut queued = r.queued_now().peekable();
+            let mut queued = r.queued_now(now_ms).peekable();
             if queued.peek().is_some() {
                 let mut pending = self
                     .pending_queued
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 pending.0 = pending.0.min(now_ms);
-                pending.1.extend(queued.map(str::to_owned));
+                pending.1.extend(queued);
             }
             if let Some(due) = r.retry_at() {
                 self.pending_outbox.fetch_min(due, Ordering::Relaxed);

@@ -15,9 +15,10 @@
 //! of them on every pass (under webhook fan-out that was a sixth of all CPU samples). The floor starts
 //! the scan at the earliest row that can exist instead.
 //!
-//! Rows due at once (newly queued messages) need no scan at all: apply hands their ids to the loop
-//! ([`QueueWake::hand_over`]), which sends them as they are. Scans remain for rows due later
-//! (retries), for a new loop, and for ids beyond what a wake holds ([`HANDOFF_CAP`]).
+//! Rows due at once (newly queued messages) need no scan at all: apply hands the messages to the
+//! loop ([`QueueWake::hand_over`]), with what sending them takes, so the loop reads only their
+//! outbox rows (still waiting?) instead of the messages. Scans remain for rows due later
+//! (retries), for a new loop, and for messages beyond what a wake holds ([`HANDOFF_CAP`]).
 //!
 //! Invariant: every row readable in the table is due at or after the loop's floor, or its due
 //! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]), or its id is
@@ -36,22 +37,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_raft::GroupReader;
-use herald_shard::runs::{self, DueItem, Queue};
+use herald_shard::runs::{self, DueItem, Queue, Sendable};
 use herald_shard::ShardId;
 use tokio::sync::Notify;
 
 use super::{now_ms, ShardStore};
 
-/// Most ids a wake holds for its loop. Beyond it rows are left to a scan, so a replica whose loop
-/// does not run (a follower) stops collecting there.
+/// Most messages a wake holds for its loop. Beyond it rows are left to a scan, so a replica whose
+/// loop does not run (a follower) stops collecting there.
 pub const HANDOFF_CAP: usize = 4096;
 
 /// One queue table's wake-up: a notification, the earliest due time added since the loop last
-/// looked, and ids handed to the loop directly.
+/// looked, and messages handed to the loop directly (the outbox's only).
 pub struct QueueWake {
     notify: Notify,
     low: AtomicU64,
-    handed: Mutex<Vec<String>>,
+    handed: Mutex<Vec<Sendable>>,
 }
 
 impl Default for QueueWake {
@@ -71,12 +72,12 @@ impl QueueWake {
         self.notify.notify_one();
     }
 
-    /// Rows due at `due_ms` with these ids were written and are readable: hand them to the loop
-    /// (or, when it holds too many already, leave them to its next scan).
-    pub fn hand_over(&self, due_ms: u64, ids: Vec<String>) {
+    /// Rows due at `due_ms` or later for these messages were written and are readable: hand the
+    /// messages to the loop (or, when it holds too many already, leave them to its next scan).
+    pub fn hand_over(&self, due_ms: u64, messages: Vec<Sendable>) {
         let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
-        if handed.len() + ids.len() <= HANDOFF_CAP {
-            handed.extend(ids);
+        if handed.len() + messages.len() <= HANDOFF_CAP {
+            handed.extend(messages);
             drop(handed);
             self.notify.notify_one();
         } else {
@@ -85,8 +86,8 @@ impl QueueWake {
         }
     }
 
-    /// The ids handed over since the last call; the caller sends them.
-    pub fn take_handed(&self) -> Vec<String> {
+    /// The messages handed over since the last call; the caller sends them.
+    pub fn take_handed(&self) -> Vec<Sendable> {
         std::mem::take(&mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -218,9 +219,22 @@ mod tests {
     }
 
     #[test]
-    fn handed_ids_skip_the_scan_until_the_wake_is_full() {
+    fn handed_messages_skip_the_scan_until_the_wake_is_full() {
         let wake = QueueWake::default();
-        let ids = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        let ids = |n: usize| {
+            (0..n)
+                .map(|i| Sendable {
+                    id: i.to_string(),
+                    due_ms: 100,
+                    attempts: 0,
+                    channel_id: "c".into(),
+                    channel_type: "http".into(),
+                    recipient: herald_shard::RecipientRef::user("u"),
+                    content: "{}".into(),
+                    recipient_snapshot: "{}".into(),
+                })
+                .collect::<Vec<_>>()
+        };
         wake.hand_over(100, ids(3));
         assert!(!wake.scan_pending(), "handed rows need no scan");
         assert_eq!(wake.take_handed(), ids(3));

@@ -2,12 +2,14 @@
 //! record each attempt's result through the shard's executor (another Raft entry).
 //!
 //! ```text
-//!  an applied entry queued messages ──their ids──┐
-//!  a retry comes due, a new loop, too many ids ───┼─► due rows of the outbox (a scan from the
-//!                                                 │   loop's floor, see cluster::wakeups)
-//!                                                 ▼
+//!  an applied entry queued messages ──handed over as they are──┐
+//!  a retry comes due, a new loop, too many messages ────────────┼─► due rows of the outbox (a
+//!                                                               │   scan from the loop's floor,
+//!                                                               │   see cluster::wakeups)
+//!                                                               ▼
 //!      ─► for each message not already in flight (≤ concurrency):
-//!      load message + channel + channel data ─► Providers::send ─► Delivery{outcome, logs}
+//!      still waiting? (handed: its outbox row; scanned: its message row)
+//!      ─► channel (+ channel data for push and chat) ─► Providers::send ─► Delivery{outcome, logs}
 //!      ─► executor (group commit with everything else) ─► the outbox row moves or goes
 //! ```
 //!
@@ -17,7 +19,9 @@
 //!   even if its leader dies (at least once: a send whose result was not committed is repeated;
 //!   providers get the message id as idempotency key).
 //! - A message is in flight at most once per dispatcher: the in-flight set holds it from the scan
-//!   until its result is committed, when the outbox row has moved.
+//!   until its result is committed, when the outbox row has moved. A message handed over and also
+//!   found by a scan may come up again after that; the check that it still waits (outbox row or
+//!   message row) stops the second send.
 //! - Retries follow [`policy::retry_delay`] with jitter; after [`policy::MAX_ATTEMPTS`] attempts
 //!   the message is `undelivered`.
 
@@ -27,13 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_raft::GroupReader;
-use herald_shard::runs::{self, DeliveryOutcome, Queue, RunsCommand, StoredMessage};
+use herald_shard::runs::{self, DeliveryOutcome, Queue, RunsCommand, Sendable, StoredMessage};
 use herald_shard::{ShardCommand, ShardQuery, ShardReply};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{policy, Outcome, Outgoing, Providers};
+use super::{policy, uses_channel_data, Outcome, Outgoing, Providers};
 use crate::backend::ChannelRecord;
 use crate::cluster::{now_ms, QueueFloor, ShardStore, Wakeups};
 use crate::meta::{ChannelCache, MetaView};
@@ -58,6 +62,21 @@ pub struct DispatchDeps {
     pub meta: herald_raft::Raft,
     pub retry_base: Duration,
     pub concurrency: usize,
+}
+
+/// A message to send: handed over by apply (what to send is known) or found by a scan.
+enum Due {
+    Handed(Sendable),
+    Found(String),
+}
+
+impl Due {
+    fn id(&self) -> &str {
+        match self {
+            Due::Handed(m) => &m.id,
+            Due::Found(id) => id,
+        }
+    }
 }
 
 /// Run the dispatcher of `shard` until `stop` fires or the executor reports lost leadership.
@@ -86,8 +105,14 @@ pub async fn run(
             _ = wake.outbox.notified() => {}
             _ = tokio::time::sleep_until(next_scan) => {}
         }
-        // Newly queued messages come by id; only rows due later (retries) and overflow need a scan.
-        let mut due = wake.outbox.take_handed();
+        // Newly queued messages are handed over; only rows due later (retries) and overflow need
+        // a scan.
+        let mut due: Vec<Due> = wake
+            .outbox
+            .take_handed()
+            .into_iter()
+            .map(Due::Handed)
+            .collect();
         if tokio::time::Instant::now() >= next_scan || wake.outbox.scan_pending() {
             let pass = floor.read(&wake.outbox, &reader, Queue::Outbox, deps.concurrency * 2);
             match pass {
@@ -99,7 +124,7 @@ pub async fn run(
                         _ => IDLE,
                     };
                     next_scan = tokio::time::Instant::now() + wait;
-                    due.extend(pass.due.into_iter().map(|row| row.id));
+                    due.extend(pass.due.into_iter().map(|row| Due::Found(row.id)));
                 }
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "outbox scan failed");
@@ -113,7 +138,8 @@ pub async fn run(
         }
         // The channel list is re-read only after the meta group applied something.
         let channels = channel_cache.get(&deps.meta, &deps.view);
-        for id in due {
+        for item in due {
+            let id = item.id().to_owned();
             if !lock(&in_flight).insert(id.clone()) {
                 continue;
             }
@@ -130,7 +156,7 @@ pub async fn run(
             );
             let sending = Sending::start(wake.clone());
             tokio::spawn(async move {
-                if let Err(e) = deliver(&reader, &submit, &deps, &channels, &id).await {
+                if let Err(e) = deliver(&reader, &submit, &deps, &channels, item).await {
                     tracing::debug!(shard, message = %id, error = %e, "dispatcher stops");
                     lost.cancel();
                 }
@@ -168,15 +194,22 @@ async fn deliver(
     submit: &Submit,
     deps: &DispatchDeps,
     channels: &[ChannelRecord],
-    id: &str,
+    due: Due,
 ) -> Result<(), String> {
     let store = ShardStore(reader);
-    let Some(msg) = runs::load_message(&store, id).map_err(|e| e.to_string())? else {
+    // Only a message still waiting is sent: its result may have been committed since it was
+    // handed over or scanned.
+    let waiting = match due {
+        Due::Handed(m) => runs::in_outbox(&store, m.due_ms, &m.id)
+            .map_err(|e| e.to_string())?
+            .then_some(m),
+        Due::Found(id) => runs::load_message(&store, &id)
+            .map_err(|e| e.to_string())?
+            .and_then(StoredMessage::into_sendable),
+    };
+    let Some(msg) = waiting else {
         return Ok(());
     };
-    if msg.outbox_due_ms.is_none() {
-        return Ok(());
-    }
     let channel = channels.iter().find(|c| c.id == msg.channel_id);
     let outcome_and_logs = match channel {
         None => (
@@ -191,7 +224,7 @@ async fn deliver(
             let attempt = deps.providers.send(&out).await;
             metrics::histogram!(m::PROVIDER_LATENCY, "provider" => channel.provider.clone())
                 .record(started.elapsed().as_secs_f64());
-            let outcome = decide(&msg, attempt.outcome, deps.retry_base);
+            let outcome = decide(msg.attempts, attempt.outcome, deps.retry_base);
             metrics::counter!(m::DELIVERIES, "provider" => channel.provider.clone(),
                 "outcome" => outcome_label(&outcome))
             .increment(1);
@@ -205,7 +238,7 @@ async fn deliver(
     };
     let (outcome, logs) = outcome_and_logs;
     let cmd = ShardCommand::Runs(RunsCommand::Delivery {
-        message_id: id.to_owned(),
+        message_id: msg.id,
         outcome,
         logs,
     });
@@ -222,13 +255,13 @@ fn outcome_label(o: &DeliveryOutcome) -> &'static str {
 }
 
 /// The committed outcome of an attempt: retry with backoff until the attempts run out.
-fn decide(msg: &StoredMessage, outcome: Outcome, retry_base: Duration) -> DeliveryOutcome {
+fn decide(attempts: u32, outcome: Outcome, retry_base: Duration) -> DeliveryOutcome {
     match outcome {
         Outcome::Delivered => DeliveryOutcome::Delivered,
         Outcome::Sent => DeliveryOutcome::Sent,
         Outcome::Failed(reason) => DeliveryOutcome::Undelivered { reason },
         Outcome::Retryable(reason) => {
-            let attempt = msg.attempts + 1;
+            let attempt = attempts + 1;
             if attempt >= policy::MAX_ATTEMPTS {
                 DeliveryOutcome::Undelivered {
                     reason: format!("{reason} (gave up after {attempt} attempts)"),
@@ -245,21 +278,25 @@ fn decide(msg: &StoredMessage, outcome: Outcome, retry_base: Duration) -> Delive
 }
 
 /// Everything the provider needs: the channel's settings, the rendered content, the recipient
-/// snapshot and the recipient's channel data for this channel.
+/// snapshot and, where the channel type uses it, the recipient's channel data for this channel.
 fn outgoing(
     store: &dyn herald_shard::StoreRead,
-    msg: &StoredMessage,
+    msg: &Sendable,
     channel: &ChannelRecord,
 ) -> Outgoing {
-    let channel_data = match herald_shard::query(
-        store,
-        &ShardQuery::GetChannelData {
-            recipient: msg.recipient.clone(),
-            channel_id: channel.id.clone(),
-        },
-    ) {
-        ShardReply::ChannelData(Some(c)) => serde_json::from_str::<Value>(&c.data).ok(),
-        _ => None,
+    let channel_data = if uses_channel_data(&msg.channel_type) {
+        match herald_shard::query(
+            store,
+            &ShardQuery::GetChannelData {
+                recipient: msg.recipient.clone(),
+                channel_id: channel.id.clone(),
+            },
+        ) {
+            ShardReply::ChannelData(Some(c)) => serde_json::from_str::<Value>(&c.data).ok(),
+            _ => None,
+        }
+    } else {
+        None
     };
     let mut recipient = msg.recipient_snapshot_json();
     if let Value::Object(r) = &mut recipient {

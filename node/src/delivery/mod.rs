@@ -80,6 +80,12 @@ pub fn providers_for(channel_type: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a channel type's providers read the recipient's channel data (push tokens, Slack
+/// connections); the dispatcher reads it only for these.
+pub fn uses_channel_data(channel_type: &str) -> bool {
+    matches!(channel_type, "push" | "chat")
+}
+
 /// One message to hand to one provider: everything a provider needs, already rendered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outgoing {
@@ -95,7 +101,8 @@ pub struct Outgoing {
     pub content: serde_json::Value,
     /// Recipient properties (`id`, `email`, `phone_number`, `name`, ...).
     pub recipient: serde_json::Value,
-    /// The recipient's channel data `data` for this channel (push tokens, Slack connections).
+    /// The recipient's channel data `data` for this channel (push tokens, Slack connections);
+    /// `None` for channel types that do not use it ([`uses_channel_data`]).
     pub channel_data: Option<serde_json::Value>,
 }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use apply::apply;
 pub use model::*;
-pub use query::{due_rows, first_due, load_message, load_run, query};
+pub use query::{due_rows, first_due, in_outbox, load_message, load_run, query};
 
 use crate::model::RecipientRef;
 
@@ -49,7 +49,9 @@ pub enum RunsCommand {
         cancellation_key: String,
         recipients: Vec<RecipientRef>,
     },
-    /// One delivery attempt's result. `logs` are JSON objects. Reply: `Message`.
+    /// One delivery attempt's result. `logs` are JSON objects without `id`, `inserted_ms` and
+    /// `attempt` (apply adds them). Reply: `Count`, 1 when recorded, 0 when the message is
+    /// missing or no longer waits (a duplicate result).
     Delivery {
         message_id: String,
         outcome: DeliveryOutcome,
@@ -73,18 +75,30 @@ pub enum RunsCommand {
 }
 
 impl RunsCommand {
-    /// The messages applying this command may queue for an immediate send (new and resumed runs'
-    /// queued messages; a run recorded before queues nothing, which its reader finds out).
-    pub fn queued_now(&self) -> impl Iterator<Item = &str> {
+    /// The messages applying this command at `now_ms` may queue for an immediate send: new and
+    /// resumed runs' queued messages. A run recorded before queues nothing; its dispatcher finds
+    /// that out from the outbox row ([`in_outbox`]).
+    pub fn queued_now(&self, now_ms: u64) -> impl Iterator<Item = Sendable> + '_ {
         let runs: &[NewRun] = match self {
             RunsCommand::Record(runs) => runs,
             RunsCommand::Resume { run } => std::slice::from_ref(run),
             _ => &[],
         };
-        runs.iter()
-            .flat_map(|r| r.messages.iter())
-            .filter(|m| m.status == QUEUED)
-            .map(|m| m.id.as_str())
+        runs.iter().flat_map(move |r| {
+            r.messages
+                .iter()
+                .filter(|m| m.status == QUEUED)
+                .map(move |m| Sendable {
+                    id: m.id.clone(),
+                    due_ms: now_ms,
+                    attempts: 0,
+                    channel_id: m.channel_id.clone(),
+                    channel_type: m.channel_type.clone(),
+                    recipient: r.recipient.clone(),
+                    content: m.content.clone(),
+                    recipient_snapshot: m.recipient_snapshot.clone(),
+                })
+        })
     }
 
     /// The due time of the outbox row a failed attempt's retry adds. `None`: it adds none.

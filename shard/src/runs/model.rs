@@ -235,6 +235,38 @@ fn parse_raw(raw: &serde_json::value::RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
+/// What a dispatcher needs to send a message waiting in the outbox. Apply hands the messages a
+/// command queues to the leader's dispatcher as these, built from the command
+/// ([`super::RunsCommand::queued_now`]), so a new message is sent without reading its row back;
+/// rows a scan finds (retries, a new leader) become one through [`StoredMessage::into_sendable`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sendable {
+    pub id: String,
+    /// The due time of the message's outbox row, which exists as long as the message waits.
+    pub due_ms: u64,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    pub channel_id: String,
+    pub channel_type: String,
+    pub recipient: RecipientRef,
+    /// The rendered content, JSON text in the channel type's shape.
+    pub content: String,
+    /// The recipient's properties when the message was made, JSON text.
+    pub recipient_snapshot: String,
+}
+
+impl Sendable {
+    /// The rendered content, parsed (`null` if it is not JSON; apply refuses such a message).
+    pub fn content_json(&self) -> Value {
+        serde_json::from_str(&self.content).unwrap_or(Value::Null)
+    }
+
+    /// The recipient snapshot, parsed (`null` if it is not JSON).
+    pub fn recipient_snapshot_json(&self) -> Value {
+        serde_json::from_str(&self.recipient_snapshot).unwrap_or(Value::Null)
+    }
+}
+
 /// A message row. Times are ms since the epoch (leader time).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredMessage {
@@ -281,6 +313,20 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// This message as its dispatcher sends it; `None` when it is not waiting in the outbox.
+    pub fn into_sendable(self) -> Option<Sendable> {
+        Some(Sendable {
+            due_ms: self.outbox_due_ms?,
+            attempts: self.attempts,
+            content: Box::<str>::from(self.content).into_string(),
+            recipient_snapshot: Box::<str>::from(self.recipient_snapshot).into_string(),
+            id: self.id,
+            channel_id: self.channel_id,
+            channel_type: self.channel_type,
+            recipient: self.recipient,
+        })
+    }
+
     /// Event number `seq` of this message as stored and listed.
     pub fn event_json(&self, seq: u32, kind: &str, inserted_ms: u64, data: Option<Value>) -> Value {
         serde_json::json!({

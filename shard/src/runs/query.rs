@@ -8,7 +8,9 @@ use super::model::*;
 use super::{RunFilter, RunsQuery, RunsReply};
 use crate::apply::key_or_corrupt;
 use crate::error::Result;
-use crate::keys::{self, TAG_FEED, TAG_FEED_COUNTS, TAG_MESSAGE, TAG_RECIPIENT_MSG, TAG_RUN};
+use crate::keys::{
+    self, TAG_FEED, TAG_FEED_COUNTS, TAG_MESSAGE, TAG_OUTBOX, TAG_RECIPIENT_MSG, TAG_RUN,
+};
 use crate::store::StoreRead;
 use crate::ShardReply;
 
@@ -23,6 +25,15 @@ pub fn load_message(store: &dyn StoreRead, id: &str) -> Result<Option<StoredMess
         .get(&key)?
         .map(|raw| decode(&raw, "message"))
         .transpose()
+}
+
+/// Whether message `id` still waits in the outbox under the row due at `due_ms` (a send whose
+/// result is committed has moved or removed it).
+pub fn in_outbox(store: &dyn StoreRead, due_ms: u64, id: &str) -> Result<bool> {
+    let Some(key) = keys::due(TAG_OUTBOX, due_ms, id) else {
+        return Ok(false);
+    };
+    Ok(store.get(&key)?.is_some())
 }
 
 pub fn load_run(store: &dyn StoreRead, id: &str) -> Result<Option<StoredRun>> {

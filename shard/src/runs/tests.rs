@@ -170,38 +170,30 @@ fn outbox_retries_then_finishes_once() {
     record_message(&mut s, 10, &m, "http", QUEUED);
     assert_eq!(due_rows(&s, Queue::Outbox, 0, 10, 10).unwrap().len(), 1);
     let log = r#"{"request":{"method":"POST"},"response":{"status":500}}"#.to_string();
-    cmd(
-        &mut s,
-        11,
-        RunsCommand::Delivery {
-            message_id: m.clone(),
-            outcome: DeliveryOutcome::Retry {
-                retry_at_ms: 100,
-                reason: "500".into(),
+    let deliver = |s: &mut MemStore, now, outcome| {
+        cmd(
+            s,
+            now,
+            RunsCommand::Delivery {
+                message_id: m.clone(),
+                outcome,
+                logs: vec![log.clone()],
             },
-            logs: vec![log.clone()],
-        },
-    );
+        )
+    };
+    let retry = DeliveryOutcome::Retry {
+        retry_at_ms: 100,
+        reason: "500".into(),
+    };
+    assert_eq!(deliver(&mut s, 11, retry), RunsReply::Count(1));
     assert!(due_rows(&s, Queue::Outbox, 0, 99, 10).unwrap().is_empty());
     assert_eq!(due_rows(&s, Queue::Outbox, 0, 100, 10).unwrap()[0].id, m);
-    cmd(
-        &mut s,
-        100,
-        RunsCommand::Delivery {
-            message_id: m.clone(),
-            outcome: DeliveryOutcome::Delivered,
-            logs: vec![log.clone()],
-        },
-    );
+    let delivered = DeliveryOutcome::Delivered;
+    assert_eq!(deliver(&mut s, 100, delivered), RunsReply::Count(1));
     // A duplicate result after failover changes nothing.
-    cmd(
-        &mut s,
-        101,
-        RunsCommand::Delivery {
-            message_id: m.clone(),
-            outcome: DeliveryOutcome::Sent,
-            logs: vec![log],
-        },
+    assert_eq!(
+        deliver(&mut s, 101, DeliveryOutcome::Sent),
+        RunsReply::Count(0)
     );
     let stored = load_message(&s, &m).unwrap().unwrap();
     assert_eq!(
@@ -211,13 +203,78 @@ fn outbox_retries_then_finishes_once() {
     assert!(due_rows(&s, Queue::Outbox, 0, u64::MAX - 1, 10)
         .unwrap()
         .is_empty());
+    let logs: Vec<serde_json::Value> = load_rows(&s, &m)
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let summary: Vec<_> = logs
+        .iter()
+        .map(|l| {
+            (
+                l["id"].clone(),
+                l["inserted_ms"].clone(),
+                l["attempt"].clone(),
+                l["request"]["method"].clone(),
+            )
+        })
+        .collect();
+    use serde_json::json;
     assert_eq!(
-        q(&s, RunsQuery::DeliveryLogs(m.clone())),
-        RunsReply::Rows(vec![
-            load_rows(&s, &m)[0].clone(),
-            load_rows(&s, &m)[1].clone()
-        ])
+        summary,
+        vec![
+            (json!(format!("{m}-0")), json!(11), json!(1), json!("POST")),
+            (json!(format!("{m}-1")), json!(100), json!(2), json!("POST")),
+        ]
     );
+}
+
+#[test]
+fn delivery_log_rows_put_their_fields_in_front_of_the_log() {
+    let row = |log: &str| apply::log_row(log, "m-0", 7, 2);
+    assert_eq!(
+        row(r#" {"service_name":"webhook","response":null} "#),
+        r#"{"id":"m-0","inserted_ms":7,"attempt":2,"service_name":"webhook","response":null}"#
+    );
+    assert_eq!(row("{ }"), r#"{"id":"m-0","inserted_ms":7,"attempt":2}"#);
+    for not_an_object in ["[1]", "\"x\"", "{", "{} x", ""] {
+        assert_eq!(row(not_an_object), "null", "{not_an_object:?}");
+    }
+}
+
+#[test]
+fn a_queued_message_is_handed_over_as_its_row_would_be_sent() {
+    let mut s = MemStore::new();
+    let m = make_id(10, 1, [9; 10]);
+    let r = run(
+        "u1",
+        "wr",
+        vec![
+            msg(&m, "http", QUEUED),
+            msg(&make_id(10, 1, [8; 10]), "in_app_feed", "delivered"),
+        ],
+        RunStatus::Completed,
+    );
+    let record = RunsCommand::Record(vec![r]);
+    let handed: Vec<Sendable> = record.queued_now(10).collect();
+    cmd(&mut s, 10, record);
+    let stored = load_message(&s, &m).unwrap().unwrap();
+    assert_eq!(handed, vec![stored.into_sendable().unwrap()]);
+    assert!(in_outbox(&s, 10, &m).unwrap());
+    assert!(!in_outbox(&s, 11, &m).unwrap(), "another due time");
+    cmd(
+        &mut s,
+        12,
+        RunsCommand::Delivery {
+            message_id: m.clone(),
+            outcome: DeliveryOutcome::Delivered,
+            logs: vec![],
+        },
+    );
+    assert!(
+        !in_outbox(&s, 10, &m).unwrap(),
+        "a sent message waits no more"
+    );
+    assert_eq!(load_message(&s, &m).unwrap().unwrap().into_sendable(), None);
 }
 
 fn load_rows(s: &MemStore, m: &str) -> Vec<String> {
