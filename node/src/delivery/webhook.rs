@@ -50,17 +50,22 @@ impl OneShot for Webhook {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let body = match content.get("body") {
-            None => String::new(),
-            Some(Value::String(text)) => text.clone(),
-            Some(json) => json.to_string(),
+        // A body rendered as JSON is sent as JSON; a string is sent as it is, typed as JSON only
+        // if it parses (checked without building a tree).
+        let (body, is_json) = match content.get("body") {
+            None => (String::new(), false),
+            Some(Value::String(text)) => (
+                text.clone(),
+                serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+            ),
+            Some(json) => (json.to_string(), true),
         };
 
         let mut headers = HeaderMap::new();
         for (key, value) in pairs(content.get("headers"), "headers")? {
             headers.insert(header_name(key)?, header_value(value)?);
         }
-        if !headers.contains_key(CONTENT_TYPE) && serde_json::from_str::<Value>(&body).is_ok() {
+        if !headers.contains_key(CONTENT_TYPE) && is_json {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let settings = Fields::new(&out.settings, "settings");

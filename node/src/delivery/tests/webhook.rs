@@ -155,3 +155,25 @@ async fn status_classification() {
         ));
     }
 }
+
+#[tokio::test]
+async fn a_string_body_is_typed_as_json_only_when_it_is_json() {
+    let fake = Fake::start(|seen| {
+        let ct = seen.header("content-type").to_string();
+        text_reply(200, &ct)
+    })
+    .await;
+    let providers = providers(ProvidersConfig::default());
+    for (body, content_type) in [
+        (json!("{\"a\": [1, 2]}"), "application/json"),
+        (json!("plain text"), ""),
+        (json!({"a": 1}), "application/json"),
+    ] {
+        let content = json!({"url": format!("{}/x", fake.base), "body": body});
+        let out = outgoing("webhook", "http", json!({}), content, None);
+        let attempt = providers.send(&out).await;
+        assert_eq!(attempt.outcome, Outcome::Delivered, "{attempt:?}");
+        let seen = attempt.logs[0].response.as_ref().map(|r| r.body.as_str());
+        assert_eq!(seen, Some(content_type), "{body}");
+    }
+}
