@@ -21,8 +21,9 @@
 //! (retries), for a new loop, and for messages beyond what a wake holds ([`HANDOFF_CAP`]).
 //!
 //! Invariant: every row readable in the table is due at or after the loop's floor, or its due
-//! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]), or its id is
-//! held by [`QueueWake`] (not yet taken by [`QueueWake::take_handed`]; the loop sends what it takes).
+//! time is still pending in [`QueueWake`] (not yet taken by [`QueueFloor::begin`]), or its
+//! message is held by [`QueueWake`] (not yet taken by [`QueueWake::take_handed`]; the loop sends
+//! what it takes).
 //! - A loop starts with floor 0.
 //! - `begin` takes the pending low before the loop reads the table, so a row readable by then is
 //!   either at or above the old floor or covered by what `begin` took.

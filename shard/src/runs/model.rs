@@ -231,8 +231,13 @@ pub fn raw_json(text: String) -> std::result::Result<RawJson, serde_json::Error>
 }
 
 fn parse_raw(raw: &serde_json::value::RawValue) -> Value {
-    // Stored rows were checked when written; a row that is not JSON reads as null.
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    // Stored rows were checked when written.
+    parse_or_null(raw.get())
+}
+
+/// JSON text parsed; text that is not JSON reads as null.
+fn parse_or_null(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// What a dispatcher needs to send a message waiting in the outbox. Apply hands the messages a
@@ -258,12 +263,12 @@ pub struct Sendable {
 impl Sendable {
     /// The rendered content, parsed (`null` if it is not JSON; apply refuses such a message).
     pub fn content_json(&self) -> Value {
-        serde_json::from_str(&self.content).unwrap_or(Value::Null)
+        parse_or_null(&self.content)
     }
 
     /// The recipient snapshot, parsed (`null` if it is not JSON).
     pub fn recipient_snapshot_json(&self) -> Value {
-        serde_json::from_str(&self.recipient_snapshot).unwrap_or(Value::Null)
+        parse_or_null(&self.recipient_snapshot)
     }
 }
 
