@@ -78,12 +78,18 @@ impl ShardLogic {
         if let ShardCommand::Runs(r) = cmd {
             let mut queued = r.queued_now(now_ms).peekable();
             if queued.peek().is_some() {
-                let mut pending = self
-                    .pending_queued
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                pending.0 = pending.0.min(now_ms);
-                pending.1.extend(queued);
+                if self.wakeups.outbox.is_full() {
+                    // Nobody takes what the wake holds (a follower's), or not yet: leave the rows
+                    // to a scan rather than copy messages that would be dropped.
+                    self.pending_outbox.fetch_min(now_ms, Ordering::Relaxed);
+                } else {
+                    let mut pending = self
+                        .pending_queued
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    pending.0 = pending.0.min(now_ms);
+                    pending.1.extend(queued);
+                }
             }
             if let Some(due) = r.retry_at() {
                 self.pending_outbox.fetch_min(due, Ordering::Relaxed);

@@ -87,6 +87,11 @@ impl QueueWake {
         }
     }
 
+    /// Whether the wake holds as many messages as it takes ([`HANDOFF_CAP`]); more go to a scan.
+    pub fn is_full(&self) -> bool {
+        self.handed.lock().unwrap_or_else(|p| p.into_inner()).len() >= HANDOFF_CAP
+    }
+
     /// The messages handed over since the last call; the caller sends them.
     pub fn take_handed(&self) -> Vec<Sendable> {
         std::mem::take(&mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()))
@@ -240,7 +245,12 @@ mod tests {
         assert!(!wake.scan_pending(), "handed rows need no scan");
         assert_eq!(wake.take_handed(), ids(3));
         assert!(wake.take_handed().is_empty(), "taken once");
+        assert!(!wake.is_full());
         wake.hand_over(100, ids(HANDOFF_CAP));
+        assert!(
+            wake.is_full(),
+            "a full wake tells its state machine to stop copying"
+        );
         wake.hand_over(200, ids(1));
         assert!(
             wake.scan_pending(),
@@ -250,6 +260,7 @@ mod tests {
         floor.found(Some(500));
         assert_eq!(floor.begin(&wake), 200);
         assert_eq!(wake.take_handed().len(), HANDOFF_CAP);
+        assert!(!wake.is_full());
     }
 
     #[test]
