@@ -16,6 +16,8 @@
 //!                         v
 //!                       report (table, --out JSON) ──> plot (--plot SVG)
 //!
+//!  --spawn only: server_cpu samples the nodes' CPU time at the end of warmup and of load
+//!
 //!  webhook scenario only: Herald ──POST──> sink (in-process, 127.0.0.1) ──> deliveries
 //!                         after load: drain the sink ──> report.deliveries
 //! ```
@@ -33,7 +35,8 @@
 //!
 //! Layout: [`config`] (typed settings), [`spawn`] (local cluster), [`client`] (keep-alive pool),
 //! [`driver`] (load models), [`scenario`] (request mixes behind one trait), [`stats`]
-//! (histograms), [`sink`] (webhook receiver) and [`deliveries`] (its accounting), [`progress`]
+//! (histograms), [`server_cpu`] (the spawned nodes' CPU per request), [`sink`] (webhook receiver)
+//! and [`deliveries`] (its accounting), [`progress`]
 //! (live stderr), [`report`] (table + JSON), [`plot`] (SVG charts).
 
 pub mod client;
@@ -45,6 +48,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod server_cpu;
 pub mod sink;
 pub mod spawn;
 pub mod stats;
@@ -65,6 +69,7 @@ use client::Pool;
 use driver::DriverConfig;
 use progress::ProgressDisplay;
 use scenario::{Scenario, ScenarioParams, UserPicker};
+use server_cpu::CpuMeter;
 use spawn::LocalCluster;
 use stats::Recorder;
 
@@ -74,6 +79,7 @@ use stats::Recorder;
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
     config.validate()?;
     let mut cluster = None;
+    let mut meter = None;
     let (targets, keys) = match &config.targets {
         Targets::Urls(targets) => (
             targets.clone(),
@@ -99,12 +105,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<Report> {
                     service_token: Some(keys.service_token.clone()),
                 },
             );
+            meter = Some(CpuMeter::new(started.pids()));
             cluster = Some(started);
             found
         }
     };
 
-    let result = run_load(&config, &targets, keys, cancel).await;
+    let result = run_load(&config, &targets, keys, meter, cancel).await;
 
     if let Some(mut cluster) = cluster {
         let crashed = cluster.exited_nodes();
@@ -129,6 +136,7 @@ async fn run_load(
     config: &Config,
     targets: &[Target],
     keys: Credentials,
+    meter: Option<CpuMeter>,
     cancel: CancellationToken,
 ) -> Result<Report> {
     let pool = Arc::new(Pool::new(targets, config.effective_connections()));
@@ -156,6 +164,13 @@ async fn run_load(
         Recorder::new(measure_start, config.duration),
         ProgressDisplay::new(config.progress, start, config.warmup),
     ));
+    // The nodes' CPU time at the end of warmup, read while the load runs.
+    let cpu_at_start = meter.clone().map(|meter| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_start).await;
+            meter.sample()
+        })
+    });
     let driver_config = DriverConfig {
         model: config.load,
         warmup: config.warmup,
@@ -172,8 +187,17 @@ async fn run_load(
         cancel.clone(),
     )
     .await;
+    let cpu_at_end = meter.as_ref().and_then(CpuMeter::sample);
     let recorder = collector.await.expect("stats collector panicked");
     let summary = recorder.finish(outcome.stopped.saturating_duration_since(measure_start));
+    let cpu_at_start = match cpu_at_start {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
+    let server_cpu = match (cpu_at_start, cpu_at_end) {
+        (Some(start), Some(end)) => server_cpu::between(start, end, summary.throughput_rps),
+        _ => None,
+    };
     let deliveries = match scenario.sink() {
         Some(sink) => {
             if config.progress != Progress::Off {
@@ -197,6 +221,7 @@ async fn run_load(
         summary,
     );
     report.deliveries = deliveries;
+    report.server_cpu = server_cpu;
     if let Some(path) = &config.out {
         report.write_json(path)?;
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Config, LoadModel, Targets, UserDistribution};
 use crate::deliveries::DeliverySummary;
+use crate::server_cpu::ServerCpu;
 use crate::stats::{Percentiles, Summary};
 
 /// One run's results.
@@ -41,6 +42,9 @@ pub struct Report {
     /// Webhook deliveries (the `webhook` scenario), measured at the in-process sink.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deliveries: Option<DeliverySummary>,
+    /// CPU of the spawned nodes over the measured window (`--spawn` on Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu: Option<ServerCpu>,
 }
 
 impl Report {
@@ -82,6 +86,7 @@ impl Report {
             interrupted,
             summary,
             deliveries: None,
+            server_cpu: None,
         }
     }
 
@@ -117,6 +122,13 @@ impl Report {
         }
         let _ = writeln!(out, "  throughput   {:>12.1} req/s", s.throughput_rps);
         latency_rows(&mut out, "latency ms", &s.latency_ms);
+        if let Some(cpu) = &self.server_cpu {
+            let _ = writeln!(
+                out,
+                "  server cpu   {:>12.2} cores, {:.0} µs per request (spawned nodes)",
+                cpu.cores, cpu.us_per_request
+            );
+        }
         if let Some(d) = &self.deliveries {
             let _ = writeln!(
                 out,

@@ -351,6 +351,11 @@ impl LocalCluster {
         self.root.as_ref().map(|r| r.path())
     }
 
+    /// The nodes' process ids, in node order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.child.id()).collect()
+    }
+
     /// Nodes that have exited by themselves (crashed) so far, as (node id, exit status).
     pub fn exited_nodes(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
         self.nodes

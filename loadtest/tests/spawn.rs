@@ -97,6 +97,9 @@ async fn spawn_starts_joins_loads_and_cleans_up() {
         report.summary.errors_by_kind
     );
     assert!(report.summary.successes >= 15);
+    // The spawned processes' CPU over the measured window (the fake herald's: small, but read).
+    let cpu = report.server_cpu.expect("CPU of spawned nodes is measured");
+    assert!(cpu.cores >= 0.0 && cpu.us_per_request >= 0.0, "{cpu:?}");
 
     let (first, second) = (
         read_record(bin_dir.path(), 1),
