@@ -20,3 +20,5 @@ pub const RPC_FAILURES: &str = "herald_raft_rpc_failures_total";
 pub const COMMITS_HELD: &str = "herald_raft_commits_held_total";
 /// Counter: held commit notices that went out on their own (no later request replaced them).
 pub const COMMITS_HELD_SENT: &str = "herald_raft_commits_held_sent_total";
+/// Histogram: heartbeats (of different groups) sent to one peer in one message.
+pub const HEARTBEAT_BATCH: &str = "herald_raft_heartbeat_batch";

@@ -3,6 +3,7 @@
 //! ```text
 //!            QUIC endpoint (mTLS)            RaftNode
 //!  peer ---> WireRequest::Raft{group} --> groups[group].raft.append_entries/vote/install_snapshot
+//!  peer ---> WireRequest::RaftBatch    --> each (group, rpc) as above, answered together
 //!  peer ---> WireRequest::App(bytes)  --> AppHandler (herald-node: forwarded writes/reads)
 //! ```
 //!
@@ -19,7 +20,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
-use crate::network::{GroupNetworkFactory, RaftRpc, RaftRpcReply, WireReply, WireRequest};
+use crate::network::{
+    GroupNetworkFactory, HeartbeatBatches, RaftRpc, RaftRpcReply, WireReply, WireRequest,
+};
 use crate::storage::{decode, encode, GroupReader, RocksStorage, StateMachineLogic};
 use crate::transport::{NodeIdentity, QuicTransport, RpcHandler};
 use crate::types::{GroupId, NodeId, Raft};
@@ -75,6 +78,8 @@ struct Inner {
     commit_hold: Duration,
     groups: RwLock<BTreeMap<GroupId, GroupHandle>>,
     transport: OnceLock<QuicTransport>,
+    /// Set with `transport`: shared by every group's network, so heartbeats to a peer batch.
+    heartbeats: OnceLock<HeartbeatBatches>,
     app: OnceLock<Arc<dyn AppHandler>>,
     /// Serializes group creation: two Raft instances must never run on one group's storage.
     open_lock: tokio::sync::Mutex<()>,
@@ -112,25 +117,33 @@ async fn dispatch(inner: &Inner, request: &[u8]) -> WireReply {
             Some(app) => WireReply::App(app.handle(bytes).await),
             None => WireReply::Error("node not ready for application requests".into()),
         },
-        WireRequest::Raft { group, rpc } => {
-            let raft = match inner.groups.read() {
-                Ok(groups) => groups.get(&group).map(|g| g.raft.clone()),
-                Err(_) => None,
-            };
-            let Some(raft) = raft else {
-                return WireReply::GroupNotFound;
-            };
-            WireReply::Raft(Box::new(match rpc {
-                RaftRpc::AppendEntries(r) => {
-                    RaftRpcReply::AppendEntries(raft.append_entries(r).await)
-                }
-                RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                RaftRpc::InstallSnapshot(r) => {
-                    RaftRpcReply::InstallSnapshot(raft.install_snapshot(r).await)
-                }
-            }))
-        }
+        WireRequest::Raft { group, rpc } => raft_rpc(inner, group, rpc).await,
+        WireRequest::RaftBatch(rpcs) => WireReply::RaftBatch(
+            futures::future::join_all(
+                rpcs.into_iter()
+                    .map(|(group, rpc)| raft_rpc(inner, group, rpc)),
+            )
+            .await,
+        ),
     }
+}
+
+/// Hand `rpc` to `group`'s Raft on this node.
+async fn raft_rpc(inner: &Inner, group: GroupId, rpc: RaftRpc) -> WireReply {
+    let raft = match inner.groups.read() {
+        Ok(groups) => groups.get(&group).map(|g| g.raft.clone()),
+        Err(_) => None,
+    };
+    let Some(raft) = raft else {
+        return WireReply::GroupNotFound;
+    };
+    WireReply::Raft(Box::new(match rpc {
+        RaftRpc::AppendEntries(r) => RaftRpcReply::AppendEntries(raft.append_entries(r).await),
+        RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
+        RaftRpc::InstallSnapshot(r) => {
+            RaftRpcReply::InstallSnapshot(raft.install_snapshot(r).await)
+        }
+    }))
 }
 
 impl RaftNode {
@@ -163,6 +176,7 @@ impl RaftNode {
             commit_hold: Duration::from_millis(timing.commit_hold_ms),
             groups: RwLock::new(BTreeMap::new()),
             transport: OnceLock::new(),
+            heartbeats: OnceLock::new(),
             app: OnceLock::new(),
             open_lock: tokio::sync::Mutex::new(()),
         });
@@ -170,6 +184,9 @@ impl RaftNode {
         let transport = QuicTransport::bind(peer_addr, identity, handler)
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
+        let _ = inner
+            .heartbeats
+            .set(HeartbeatBatches::new(transport.clone()));
         let _ = inner.transport.set(transport);
         Ok(RaftNode { inner })
     }
@@ -189,6 +206,15 @@ impl RaftNode {
     /// Peers this node's last call could not reach (see [`QuicTransport::unreachable_peers`]).
     pub fn unreachable_peers(&self) -> Vec<SocketAddr> {
         self.transport().unreachable_peers()
+    }
+
+    /// `(heartbeats, messages)` this node has sent: heartbeats of all groups to one peer share a
+    /// message (`network::heartbeats`).
+    pub fn heartbeats_sent(&self) -> (u64, u64) {
+        self.inner
+            .heartbeats
+            .get()
+            .map_or((0, 0), HeartbeatBatches::sent)
     }
 
     fn transport(&self) -> &QuicTransport {
@@ -249,6 +275,12 @@ impl RaftNode {
             } else {
                 self.inner.commit_hold
             },
+            heartbeats: self
+                .inner
+                .heartbeats
+                .get()
+                .expect("set with the transport at start")
+                .clone(),
         };
         let raft = Raft::new(
             self.inner.node_id,

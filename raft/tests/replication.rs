@@ -183,3 +183,65 @@ async fn a_restarted_node_recovers_its_applied_state_from_disk() {
     assert_eq!(rows.len(), 251);
     n1.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_keep_their_leaders_on_heartbeats_shared_per_peer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ClusterCa::generate().unwrap();
+    let n1 = node(&ca, 1, dir.path()).await;
+    let n2 = node(&ca, 2, dir.path()).await;
+    let members = BTreeMap::from([
+        (
+            1,
+            BasicNode {
+                addr: n1.peer_addr().to_string(),
+            },
+        ),
+        (
+            2,
+            BasicNode {
+                addr: n2.peer_addr().to_string(),
+            },
+        ),
+    ]);
+    let mut leaders = Vec::new();
+    for shard in 0..16 {
+        let group = GroupId::shard(shard);
+        let g1 = n1.open_group(group, Arc::new(Echo)).await.unwrap();
+        n2.open_group(group, Arc::new(Echo)).await.unwrap();
+        g1.raft.initialize(members.clone()).await.unwrap();
+        g1.raft
+            .wait(Some(Duration::from_secs(10)))
+            .current_leader(1, "leader")
+            .await
+            .unwrap();
+        g1.raft.client_write(Payload(b"x".to_vec())).await.unwrap();
+        leaders.push(g1);
+    }
+    let terms: Vec<u64> = leaders
+        .iter()
+        .map(|g| g.raft.metrics().borrow().current_term)
+        .collect();
+    let before = n1.heartbeats_sent();
+    // Ten heartbeat intervals, more than twice the longest election timeout: a follower that
+    // missed its heartbeats would have started an election.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (heartbeats, messages) = n1.heartbeats_sent();
+    let (heartbeats, messages) = (heartbeats - before.0, messages - before.1);
+    for (shard, (g, term)) in leaders.iter().zip(terms).enumerate() {
+        let m = g.raft.metrics().borrow().clone();
+        assert_eq!(m.current_term, term, "shard {shard} held an election");
+        assert_eq!(m.current_leader, Some(1));
+    }
+    // 16 groups, all with node 2 as follower, their timers spread over the interval: a message
+    // carries the heartbeats due within the batching window (without batching: one each).
+    assert!(heartbeats >= 48, "{heartbeats} heartbeats in 1 s");
+    assert!(
+        messages * 3 <= heartbeats * 2,
+        "{heartbeats} heartbeats in {messages} messages"
+    );
+
+    n1.shutdown().await;
+    n2.shutdown().await;
+}

@@ -112,6 +112,15 @@ impl CommitHold {
         Decision::Held { schedule }
     }
 
+    /// Whether `rpc` (to be sent) tells the follower nothing it has not acknowledged on this
+    /// client: no entries, the same vote and log position, no higher commit index. Such a request
+    /// only keeps the follower's election timer from expiring (a heartbeat).
+    pub(crate) fn is_heartbeat(&self, rpc: &Request) -> bool {
+        rpc.entries.is_empty()
+            && self.acked.as_ref() == Some(&(rpc.vote, rpc.prev_log_id))
+            && rpc.leader_commit <= lock(&self.shared).acked_commit
+    }
+
     /// Records the outcome of a request this client sent: `matched` is the log id the follower
     /// now matches if it answered `Success`, `None` for anything else.
     pub(crate) fn sent(

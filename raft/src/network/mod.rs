@@ -1,10 +1,12 @@
 //! Raft RPCs over the node's QUIC transport, for every group.
 //!
 //! One QUIC connection per peer carries the RPCs of all groups: each request names its group, and the
-//! receiving node's [`crate::RaftNode`] routes it to that group's `Raft`. Application requests
-//! (forwarded writes and reads) share the same connections as [`WireRequest::App`].
+//! receiving node's [`crate::RaftNode`] routes it to that group's `Raft`. Heartbeats of all groups
+//! bound for one peer travel together as [`WireRequest::RaftBatch`] ([`heartbeats`]). Application
+//! requests (forwarded writes and reads) share the same connections as [`WireRequest::App`].
 
 mod commit_hold;
+mod heartbeats;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use crate::storage::{decode, encode};
 use crate::transport::QuicTransport;
 use crate::types::{GroupId, NodeId, TypeConfig};
 use commit_hold::{CommitHold, Decision, HeldSlot};
+pub use heartbeats::HeartbeatBatches;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum RaftRpc {
@@ -44,25 +47,62 @@ pub(crate) enum RaftRpcReply {
 /// Everything that travels between nodes.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum WireRequest {
-    Raft { group: GroupId, rpc: RaftRpc },
+    Raft {
+        group: GroupId,
+        rpc: RaftRpc,
+    },
+    /// Several groups' requests at once (heartbeats, `heartbeats`): answered in order.
+    RaftBatch(Vec<(GroupId, RaftRpc)>),
     App(Vec<u8>),
 }
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum WireReply {
     Raft(Box<RaftRpcReply>),
+    /// One reply per request of a `RaftBatch`, in order.
+    RaftBatch(Vec<WireReply>),
     App(Vec<u8>),
     GroupNotFound,
     Error(String),
 }
 
 /// Builds per-target clients for one group.
+impl WireReply {
+    /// The Raft reply `group`'s request got, or why there is none.
+    fn into_raft(self, group: GroupId) -> Result<RaftRpcReply, Error> {
+        match self {
+            WireReply::Raft(r) => Ok(*r),
+            WireReply::GroupNotFound => Err(Error::GroupNotFound(group)),
+            WireReply::Error(e) => Err(Error::Transport(e)),
+            WireReply::App(_) | WireReply::RaftBatch(_) => {
+                Err(Error::Transport("unexpected reply".into()))
+            }
+        }
+    }
+}
+
+/// One request to the node at `addr` and its reply.
+async fn call(
+    transport: &QuicTransport,
+    addr: std::net::SocketAddr,
+    request: &WireRequest,
+    timeout: Duration,
+) -> Result<WireReply, Error> {
+    let reply = transport
+        .call(addr, encode(request)?.into(), timeout)
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    decode(&reply)
+}
+
 pub struct GroupNetworkFactory {
     pub(crate) group: GroupId,
     pub(crate) transport: QuicTransport,
     /// How long a commit-only AppendEntries may wait for a later request to carry it
     /// ([`commit_hold`]); zero sends every one.
     pub(crate) commit_hold: Duration,
+    /// The node's heartbeat queues, shared by every group ([`heartbeats`]).
+    pub(crate) heartbeats: HeartbeatBatches,
 }
 
 /// One group's client for one follower: the address and a commit notice possibly held back.
@@ -78,6 +118,7 @@ struct Peer {
     target: NodeId,
     addr: Option<std::net::SocketAddr>,
     transport: QuicTransport,
+    heartbeats: HeartbeatBatches,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
@@ -90,6 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
                 target,
                 addr: node.addr.parse().ok(),
                 transport: self.transport.clone(),
+                heartbeats: self.heartbeats.clone(),
             },
             hold: CommitHold::new(self.commit_hold),
         }
@@ -118,21 +160,13 @@ impl Peer {
         let addr = self.addr.ok_or_else(|| {
             Error::Transport(format!("node {} has no valid peer address", self.target))
         })?;
-        let request = encode(&WireRequest::Raft {
+        let request = WireRequest::Raft {
             group: self.group,
             rpc,
-        })?;
-        let reply = self
-            .transport
-            .call(addr, request.into(), timeout)
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        match decode::<WireReply>(&reply)? {
-            WireReply::Raft(r) => Ok(*r),
-            WireReply::GroupNotFound => Err(Error::GroupNotFound(self.group)),
-            WireReply::Error(e) => Err(Error::Transport(e)),
-            WireReply::App(_) => Err(Error::Transport("unexpected app reply".into())),
-        }
+        };
+        call(&self.transport, addr, &request, timeout)
+            .await?
+            .into_raft(self.group)
     }
 
     fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
@@ -160,6 +194,30 @@ impl Peer {
         match reply {
             RaftRpcReply::AppendEntries(r) => r.map_err(|e| self.remote(e)),
             _ => Err(Self::unexpected()),
+        }
+    }
+
+    /// A pure heartbeat: sent with every other group's heartbeat for this peer.
+    async fn heartbeat(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        timeout: Duration,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        metrics::counter!(crate::metrics::RPCS_SENT, "rpc" => "heartbeat").increment(1);
+        let reply = match self.addr {
+            Some(addr) => self.heartbeats.send(addr, self.group, rpc, timeout).await,
+            None => Err(Error::Transport(format!(
+                "node {} has no valid peer address",
+                self.target
+            ))),
+        };
+        match reply {
+            Ok(RaftRpcReply::AppendEntries(r)) => r.map_err(|e| self.remote(e)),
+            Ok(_) => Err(Self::unexpected()),
+            Err(e) => {
+                metrics::counter!(crate::metrics::RPC_FAILURES, "rpc" => "heartbeat").increment(1);
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
         }
     }
 
@@ -200,7 +258,11 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
             .last()
             .map(|e| Some(e.log_id))
             .unwrap_or(rpc.prev_log_id);
-        let result = self.peer.append_entries(rpc, timeout).await;
+        let result = if self.hold.is_heartbeat(&rpc) {
+            self.peer.heartbeat(rpc, timeout).await
+        } else {
+            self.peer.append_entries(rpc, timeout).await
+        };
         let acked = matches!(result, Ok(AppendEntriesResponse::Success)).then_some(matched);
         self.hold.sent(vote, commit, acked);
         result
