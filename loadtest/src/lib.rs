@@ -190,8 +190,13 @@ async fn run_load(
     let cpu_at_end = meter.as_ref().and_then(CpuMeter::sample);
     let recorder = collector.await.expect("stats collector panicked");
     let summary = recorder.finish(outcome.stopped.saturating_duration_since(measure_start));
+    // A run stopped during warmup never reached the window: do not wait for its start.
     let cpu_at_start = match cpu_at_start {
-        Some(task) => task.await.ok().flatten(),
+        Some(task) if task.is_finished() => task.await.ok().flatten(),
+        Some(task) => {
+            task.abort();
+            None
+        }
         None => None,
     };
     let server_cpu = match (cpu_at_start, cpu_at_end) {

@@ -58,22 +58,30 @@ async fn node(ca: &ClusterCa, id: u64, dir: &std::path::Path) -> RaftNode {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_replica_catches_up_from_a_chunked_snapshot() {
+/// Nodes 1 and 2 with data under the returned directory (keep it alive).
+async fn two_nodes() -> (tempfile::TempDir, RaftNode, RaftNode) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ca = ClusterCa::generate().unwrap();
     let n1 = node(&ca, 1, dir.path()).await;
     let n2 = node(&ca, 2, dir.path()).await;
+    (dir, n1, n2)
+}
+
+/// How `node` is named in a group's membership.
+fn member(node: &RaftNode) -> BasicNode {
+    BasicNode {
+        addr: node.peer_addr().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_replica_catches_up_from_a_chunked_snapshot() {
+    let (_dir, n1, n2) = two_nodes().await;
     let group = GroupId::shard(3);
 
     let g1 = n1.open_group(group, Arc::new(Echo)).await.unwrap();
-    let members = BTreeMap::from([(
-        1,
-        BasicNode {
-            addr: n1.peer_addr().to_string(),
-        },
-    )]);
+    let members = BTreeMap::from([(1, member(&n1))]);
     g1.raft.initialize(members).await.unwrap();
     g1.raft
         .wait(Some(Duration::from_secs(10)))
@@ -107,16 +115,7 @@ async fn a_late_replica_catches_up_from_a_chunked_snapshot() {
     );
 
     let g2 = n2.open_group(group, Arc::new(Echo)).await.unwrap();
-    g1.raft
-        .add_learner(
-            2,
-            BasicNode {
-                addr: n2.peer_addr().to_string(),
-            },
-            true,
-        )
-        .await
-        .unwrap();
+    g1.raft.add_learner(2, member(&n2), true).await.unwrap();
     let last = g1.raft.metrics().borrow().last_applied.unwrap().index;
     g2.raft
         .wait(Some(Duration::from_secs(20)))
@@ -147,12 +146,7 @@ async fn a_restarted_node_recovers_its_applied_state_from_disk() {
     {
         let n1 = node(&ca, 1, dir.path()).await;
         let g = n1.open_group(group, Arc::new(Echo)).await.unwrap();
-        let members = BTreeMap::from([(
-            1,
-            BasicNode {
-                addr: n1.peer_addr().to_string(),
-            },
-        )]);
+        let members = BTreeMap::from([(1, member(&n1))]);
         g.raft.initialize(members).await.unwrap();
         g.raft
             .wait(Some(Duration::from_secs(10)))
@@ -186,25 +180,8 @@ async fn a_restarted_node_recovers_its_applied_state_from_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_groups_keep_their_leaders_on_heartbeats_shared_per_peer() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ClusterCa::generate().unwrap();
-    let n1 = node(&ca, 1, dir.path()).await;
-    let n2 = node(&ca, 2, dir.path()).await;
-    let members = BTreeMap::from([
-        (
-            1,
-            BasicNode {
-                addr: n1.peer_addr().to_string(),
-            },
-        ),
-        (
-            2,
-            BasicNode {
-                addr: n2.peer_addr().to_string(),
-            },
-        ),
-    ]);
+    let (_dir, n1, n2) = two_nodes().await;
+    let members = BTreeMap::from([(1, member(&n1)), (2, member(&n2))]);
     let mut leaders = Vec::new();
     for shard in 0..16 {
         let group = GroupId::shard(shard);

@@ -66,7 +66,6 @@ pub(crate) enum WireReply {
     Error(String),
 }
 
-/// Builds per-target clients for one group.
 impl WireReply {
     /// The Raft reply `group`'s request got, or why there is none.
     fn into_raft(self, group: GroupId) -> Result<RaftRpcReply, Error> {
@@ -95,6 +94,7 @@ async fn call(
     decode(&reply)
 }
 
+/// Builds per-target clients for one group.
 pub struct GroupNetworkFactory {
     pub(crate) group: GroupId,
     pub(crate) transport: QuicTransport,
@@ -142,24 +142,34 @@ type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl Peer {
+    /// Send `rpc` on its own, or with `batched` in the next message of heartbeats for this peer.
     async fn send(
         &self,
         rpc: RaftRpc,
         timeout: Duration,
         name: &'static str,
+        batched: bool,
     ) -> Result<RaftRpcReply, Unreachable> {
         metrics::counter!(crate::metrics::RPCS_SENT, "rpc" => name).increment(1);
-        let result = self.send_inner(rpc, timeout).await;
+        let result = self.send_inner(rpc, timeout, batched).await;
         if result.is_err() {
             metrics::counter!(crate::metrics::RPC_FAILURES, "rpc" => name).increment(1);
         }
         result.map_err(|e| Unreachable::new(&e))
     }
 
-    async fn send_inner(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Error> {
+    async fn send_inner(
+        &self,
+        rpc: RaftRpc,
+        timeout: Duration,
+        batched: bool,
+    ) -> Result<RaftRpcReply, Error> {
         let addr = self.addr.ok_or_else(|| {
             Error::Transport(format!("node {} has no valid peer address", self.target))
         })?;
+        if batched {
+            return self.heartbeats.send(addr, self.group, rpc, timeout).await;
+        }
         let request = WireRequest::Raft {
             group: self.group,
             rpc,
@@ -182,42 +192,25 @@ impl Peer {
         RPCError::RemoteError(RemoteError::new(self.target, e))
     }
 
+    /// `heartbeat`: a pure heartbeat, sent with every other group's heartbeat for this peer.
     async fn append_entries(
         &self,
         rpc: AppendEntriesRequest<TypeConfig>,
         timeout: Duration,
+        heartbeat: bool,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let name = if heartbeat {
+            "heartbeat"
+        } else {
+            "append_entries"
+        };
         let reply = self
-            .send(RaftRpc::AppendEntries(rpc), timeout, "append_entries")
+            .send(RaftRpc::AppendEntries(rpc), timeout, name, heartbeat)
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
             RaftRpcReply::AppendEntries(r) => r.map_err(|e| self.remote(e)),
             _ => Err(Self::unexpected()),
-        }
-    }
-
-    /// A pure heartbeat: sent with every other group's heartbeat for this peer.
-    async fn heartbeat(
-        &self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        timeout: Duration,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        metrics::counter!(crate::metrics::RPCS_SENT, "rpc" => "heartbeat").increment(1);
-        let reply = match self.addr {
-            Some(addr) => self.heartbeats.send(addr, self.group, rpc, timeout).await,
-            None => Err(Error::Transport(format!(
-                "node {} has no valid peer address",
-                self.target
-            ))),
-        };
-        match reply {
-            Ok(RaftRpcReply::AppendEntries(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(Self::unexpected()),
-            Err(e) => {
-                metrics::counter!(crate::metrics::RPC_FAILURES, "rpc" => "heartbeat").increment(1);
-                Err(RPCError::Unreachable(Unreachable::new(&e)))
-            }
         }
     }
 
@@ -231,7 +224,7 @@ impl Peer {
             let commit = rpc.leader_commit;
             // A failure or a higher vote is the replication stream's to find: the slot sends its
             // next request on the wire.
-            let reply = peer.append_entries(rpc, timeout).await;
+            let reply = peer.append_entries(rpc, timeout, false).await;
             slot.answered(commit, matches!(reply, Ok(AppendEntriesResponse::Success)));
         });
     }
@@ -258,11 +251,8 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
             .last()
             .map(|e| Some(e.log_id))
             .unwrap_or(rpc.prev_log_id);
-        let result = if self.hold.is_heartbeat(&rpc) {
-            self.peer.heartbeat(rpc, timeout).await
-        } else {
-            self.peer.append_entries(rpc, timeout).await
-        };
+        let heartbeat = self.hold.is_heartbeat(&rpc);
+        let result = self.peer.append_entries(rpc, timeout, heartbeat).await;
         let acked = matches!(result, Ok(AppendEntriesResponse::Success)).then_some(matched);
         self.hold.sent(vote, commit, acked);
         result
@@ -279,6 +269,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
                 RaftRpc::InstallSnapshot(rpc),
                 option.hard_ttl(),
                 "install_snapshot",
+                false,
             )
             .await
             .map_err(RPCError::Unreachable)?;
@@ -295,7 +286,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
     ) -> RpcResult<VoteResponse<NodeId>> {
         let reply = self
             .peer
-            .send(RaftRpc::Vote(rpc), option.hard_ttl(), "vote")
+            .send(RaftRpc::Vote(rpc), option.hard_ttl(), "vote", false)
             .await
             .map_err(RPCError::Unreachable)?;
         match reply {
