@@ -14,9 +14,10 @@
 //! **Gather.** When the CPU is saturated, requests that have arrived on their sockets wait in the
 //! runtime's run queue, not yet in this queue: taking the batch at once would propose about one
 //! command per entry, whatever the load, and pay every per-entry cost (log row, apply write,
-//! openraft's task hops) per command. So before taking a batch the executor yields to the runtime
-//! [`GATHER_YIELDS`] times, and each yield lets the worker poll I/O and run the tasks that became
-//! ready. On an idle node nothing else is ready, and a yield costs a few microseconds.
+//! openraft's task hops) per command. So before taking a batch the executor yields to the
+//! runtime, and each yield lets the worker poll I/O and run the tasks that became ready. It yields
+//! again while a round brought it more work (at most [`GATHER_ROUNDS`]): under light load the
+//! first round brings nothing and costs a few microseconds.
 
 use std::sync::Arc;
 
@@ -36,11 +37,10 @@ use crate::workflows::{evaluate, evaluate_resume, EvalContext, ShardTrigger, Wor
 const MAX_BATCH: usize = 2048;
 /// Queue depth before callers wait (backpressure).
 const QUEUE: usize = 16 * 1024;
-/// How many times the executor yields to the runtime before taking a batch (module docs). In
+/// The most rounds the executor yields to the runtime before taking a batch (module docs). In
 /// tokio a yielded task runs again once its worker has polled I/O or run its other ready tasks.
-/// Measured on one node with 64 shards (`docs/benchmarks.md`, session 13): 8 yields cut the CPU
-/// per trigger by about a fifth at 64 and 256 clients.
-const GATHER_YIELDS: usize = 8;
+/// Measured on one node with 64 shards (`docs/benchmarks.md`, session 13).
+const GATHER_ROUNDS: usize = 16;
 
 /// What a shard's Raft log records: the leader's clock and a batch of commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,7 +248,7 @@ async fn run(
                 None => break,
             },
         };
-        gather().await;
+        gather(&rx).await;
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -294,12 +294,19 @@ async fn run(
     }
 }
 
-/// Let the runtime run every task that is ready (and those that become ready meanwhile, up to
-/// [`GATHER_YIELDS`] rounds), so that what they submit joins the next entry.
-async fn gather() {
-    for _ in 0..GATHER_YIELDS {
+/// Let the runtime run the tasks that are ready, round after round while a round brings more
+/// work into `rx` (at most [`GATHER_ROUNDS`]), so that what they submit joins the next entry.
+/// Returns the rounds it yielded.
+async fn gather<T>(rx: &mpsc::Receiver<T>) -> usize {
+    let mut queued = rx.len();
+    for round in 1..=GATHER_ROUNDS {
         tokio::task::yield_now().await;
+        if rx.len() == queued {
+            return round;
+        }
+        queued = rx.len();
     }
+    GATHER_ROUNDS
 }
 
 /// Runs and messages that an applied entry created (a run recorded twice counts once).
@@ -372,24 +379,26 @@ mod tests {
             tokio::spawn(async move { tx.send(i).await });
         }
         assert_eq!(rx.len(), 0, "spawned tasks have not run yet");
-        gather().await;
+        assert_eq!(
+            gather(&rx).await,
+            2,
+            "one round brought work, the next none"
+        );
         assert_eq!(rx.len(), 32);
     }
 
-    /// Submitters that need several polls to submit (here: two hops through other tasks) still make
-    /// it within the gather's rounds.
+    /// With nothing to submit, the gather stops after one round, even while other tasks keep
+    /// the runtime busy.
     #[tokio::test(flavor = "current_thread")]
-    async fn gather_waits_for_submitters_that_take_several_polls() {
-        let (tx, rx) = mpsc::channel::<usize>(64);
-        for i in 0..8 {
-            let tx = tx.clone();
-            tokio::spawn(async move {
+    async fn gather_stops_after_a_round_that_brings_nothing() {
+        let (_tx, rx) = mpsc::channel::<usize>(64);
+        assert_eq!(gather(&rx).await, 1);
+        let busy = tokio::spawn(async {
+            loop {
                 tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
-                tx.send(i).await
-            });
-        }
-        gather().await;
-        assert_eq!(rx.len(), 8);
+            }
+        });
+        assert_eq!(gather(&rx).await, 1);
+        busy.abort();
     }
 }
