@@ -77,12 +77,18 @@ struct Inner {
     config: Arc<openraft::Config>,
     commit_hold: Duration,
     groups: RwLock<BTreeMap<GroupId, GroupHandle>>,
-    transport: OnceLock<QuicTransport>,
-    /// Set with `transport`: shared by every group's network, so heartbeats to a peer batch.
-    heartbeats: OnceLock<HeartbeatBatches>,
+    /// Set in `start` once the endpoint is bound (the endpoint's handler needs `Inner` first).
+    wire: OnceLock<Wire>,
     app: OnceLock<Arc<dyn AppHandler>>,
     /// Serializes group creation: two Raft instances must never run on one group's storage.
     open_lock: tokio::sync::Mutex<()>,
+}
+
+/// The node's QUIC endpoint and what every group's network shares over it.
+struct Wire {
+    transport: QuicTransport,
+    /// Shared by every group's network, so heartbeats to a peer batch.
+    heartbeats: HeartbeatBatches,
 }
 
 #[derive(Clone)]
@@ -175,8 +181,7 @@ impl RaftNode {
             config: Arc::new(config),
             commit_hold: Duration::from_millis(timing.commit_hold_ms),
             groups: RwLock::new(BTreeMap::new()),
-            transport: OnceLock::new(),
-            heartbeats: OnceLock::new(),
+            wire: OnceLock::new(),
             app: OnceLock::new(),
             open_lock: tokio::sync::Mutex::new(()),
         });
@@ -184,10 +189,10 @@ impl RaftNode {
         let transport = QuicTransport::bind(peer_addr, identity, handler)
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
-        let _ = inner
-            .heartbeats
-            .set(HeartbeatBatches::new(transport.clone()));
-        let _ = inner.transport.set(transport);
+        let _ = inner.wire.set(Wire {
+            heartbeats: HeartbeatBatches::new(transport.clone()),
+            transport,
+        });
         Ok(RaftNode { inner })
     }
 
@@ -211,18 +216,16 @@ impl RaftNode {
     /// `(heartbeats, messages)` this node has sent: heartbeats of all groups to one peer share a
     /// message (`network::heartbeats`).
     pub fn heartbeats_sent(&self) -> (u64, u64) {
-        self.inner
-            .heartbeats
-            .get()
-            .map_or((0, 0), HeartbeatBatches::sent)
+        self.wire().heartbeats.sent()
+    }
+
+    fn wire(&self) -> &Wire {
+        // Set in `start` before the node is returned.
+        self.inner.wire.get().expect("transport bound in start")
     }
 
     fn transport(&self) -> &QuicTransport {
-        // Set in `start` before the node is returned.
-        self.inner
-            .transport
-            .get()
-            .expect("transport bound in start")
+        &self.wire().transport
     }
 
     /// Route application requests arriving over QUIC to `handler` (set once).
@@ -275,12 +278,7 @@ impl RaftNode {
             } else {
                 self.inner.commit_hold
             },
-            heartbeats: self
-                .inner
-                .heartbeats
-                .get()
-                .expect("set with the transport at start")
-                .clone(),
+            heartbeats: self.wire().heartbeats.clone(),
         };
         let raft = Raft::new(
             self.inner.node_id,
@@ -344,8 +342,8 @@ impl RaftNode {
         for g in groups {
             let _ = g.raft.shutdown().await;
         }
-        if let Some(t) = self.inner.transport.get() {
-            t.shutdown().await;
+        if let Some(wire) = self.inner.wire.get() {
+            wire.transport.shutdown().await;
         }
     }
 }

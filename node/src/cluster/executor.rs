@@ -39,7 +39,7 @@ const MAX_BATCH: usize = 2048;
 const QUEUE: usize = 16 * 1024;
 /// The most rounds the executor yields to the runtime before taking a batch (module docs). In
 /// tokio a yielded task runs again once its worker has polled I/O or run its other ready tasks.
-/// Measured on one node with 64 shards (`docs/benchmarks.md`, session 13).
+/// 16 is the one cap measured, on one node with 64 shards (`docs/benchmarks.md`, session 13).
 const GATHER_ROUNDS: usize = 16;
 
 /// What a shard's Raft log records: the leader's clock and a batch of commands.
@@ -301,10 +301,11 @@ async fn gather<T>(rx: &mpsc::Receiver<T>) -> usize {
     let mut queued = rx.len();
     for round in 1..=GATHER_ROUNDS {
         tokio::task::yield_now().await;
-        if rx.len() == queued {
+        let now = rx.len();
+        if now == queued {
             return round;
         }
-        queued = rx.len();
+        queued = now;
     }
     GATHER_ROUNDS
 }
