@@ -15,10 +15,12 @@
 //!
 //! A request waits for a permit, so at most `--connections` requests are on the wire at once; in an
 //! open loop the rest queue in FIFO order and their queueing time is part of their latency. Each
-//! target owns its permits, so one slow node does not starve the others of connections.
+//! target owns its permits, so one slow node does not starve the others of connections. The pool
+//! counts the requests that had to wait ([`Pool::waits`]): in an open loop they measure the
+//! generator's limit, not the server, and the report says so.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -46,6 +48,8 @@ struct TargetPool {
     authority: String,
     permits: Semaphore,
     idle: Mutex<Vec<Conn>>,
+    /// Requests that found every connection busy and waited for one.
+    waits: AtomicU64,
 }
 
 impl Pool {
@@ -58,6 +62,7 @@ impl Pool {
                 authority: t.authority.clone(),
                 permits: Semaphore::new(per_target),
                 idle: Mutex::new(Vec::with_capacity(per_target)),
+                waits: AtomicU64::new(0),
             })
             .collect();
         Self {
@@ -92,6 +97,14 @@ impl Pool {
         }
     }
 
+    /// Requests so far that found all their target's connections busy and waited for one.
+    pub fn waits(&self) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| t.waits.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Number of targets.
     pub fn len(&self) -> usize {
         self.targets.len()
@@ -107,11 +120,16 @@ impl TargetPool {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, ErrorKind> {
         // Dropping the permit (also on timeout) frees the slot; a connection dropped mid-request is
         // simply closed, never returned to `idle`.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("pool semaphore is never closed");
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                self.permits
+                    .acquire()
+                    .await
+                    .expect("pool semaphore is never closed")
+            }
+        };
         let wire = encode(&request, &self.authority);
         let idle = self.idle.lock().expect("pool lock").pop();
         let (mut conn, reused) = match idle {
@@ -420,6 +438,25 @@ mod tests {
         let third = conn.exchange(&wire).await.unwrap();
         assert_eq!(third.response.status(), 204);
         assert!(third.response.body().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_pool_counts_requests_that_waited_for_a_connection() {
+        let ok: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let addr = canned(vec![ok, ok, ok], 64).await;
+        let pool = Pool::new(&[Target { authority: addr }], 1);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        // One connection, two requests at once: the second waits for the first's connection.
+        let (a, b) = tokio::join!(
+            pool.send(get_request(), deadline),
+            pool.send(get_request(), deadline)
+        );
+        assert_eq!(a.unwrap().status(), 200);
+        assert_eq!(b.unwrap().status(), 200);
+        assert_eq!(pool.waits(), 1);
+        // Alone, a request finds the connection free.
+        pool.send(get_request(), deadline).await.unwrap();
+        assert_eq!(pool.waits(), 1);
     }
 
     #[tokio::test]

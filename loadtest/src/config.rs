@@ -105,7 +105,8 @@ pub struct Config {
     /// Load sent before measuring, to warm caches and connections; excluded from stats.
     pub warmup: Duration,
     /// Total keep-alive connections, split evenly over targets. `None`: concurrency for a closed
-    /// loop, 32 for an open loop.
+    /// loop; for an open loop, enough for the rate at [`OPEN_LOOP_MEAN_LATENCY`] (at least
+    /// [`OPEN_LOOP_MIN_CONNECTIONS`]).
     pub connections: Option<usize>,
     /// A request that has not completed this long after its intended send time counts as a timeout.
     pub timeout: Duration,
@@ -125,6 +126,22 @@ pub struct Config {
     pub plot: Option<PathBuf>,
     /// Live progress on stderr.
     pub progress: Progress,
+}
+
+/// The mean latency an open loop's default connection count covers without queueing in the
+/// generator. By Little's law a server answering in `W` on average holds `rate * W` requests at
+/// once; a fixed 32 connections (the default until session 14) made requests wait for a free
+/// connection from about 9,000/s at 3.5 ms, and a latency blip then snowballed into a p99 of
+/// 85-290 ms that the server never caused (docs/benchmarks.md, session 14).
+pub const OPEN_LOOP_MEAN_LATENCY: Duration = Duration::from_millis(20);
+/// The fewest connections an open loop opens by default.
+pub const OPEN_LOOP_MIN_CONNECTIONS: usize = 64;
+
+/// Default connections for an open loop at `rate` requests per second.
+fn open_loop_connections(rate: f64) -> usize {
+    let needed = (rate * OPEN_LOOP_MEAN_LATENCY.as_millis() as f64 / 1000.0).ceil();
+    // `as` saturates; validation rejects rates that are not positive and finite.
+    (needed as usize).max(OPEN_LOOP_MIN_CONNECTIONS)
 }
 
 impl Config {
@@ -154,7 +171,7 @@ impl Config {
     /// Connections actually opened (at most), after defaults.
     pub fn effective_connections(&self) -> usize {
         self.connections.unwrap_or(match self.load {
-            LoadModel::Open { .. } => 32,
+            LoadModel::Open { rate } => open_loop_connections(rate),
             LoadModel::Closed { concurrency } => concurrency,
         })
     }
@@ -242,6 +259,22 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_loop_opens_enough_connections_for_its_rate() {
+        let open = |rate| Config::new(Targets::Urls(vec![]), LoadModel::Open { rate });
+        assert_eq!(
+            open(100.0).effective_connections(),
+            OPEN_LOOP_MIN_CONNECTIONS
+        );
+        assert_eq!(open(11_000.0).effective_connections(), 220);
+        assert_eq!(open(11_001.0).effective_connections(), 221);
+        let mut fixed = open(11_000.0);
+        fixed.connections = Some(32);
+        assert_eq!(fixed.effective_connections(), 32);
+        let closed = Config::new(Targets::Urls(vec![]), LoadModel::Closed { concurrency: 7 });
+        assert_eq!(closed.effective_connections(), 7);
+    }
 
     #[test]
     fn durations_parse_with_units() {

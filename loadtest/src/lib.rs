@@ -179,7 +179,7 @@ async fn run_load(
         seed: config.seed,
     };
     let outcome = driver::run(
-        pool,
+        pool.clone(),
         scenario.clone(),
         driver_config,
         start,
@@ -227,6 +227,7 @@ async fn run_load(
     );
     report.deliveries = deliveries;
     report.server_cpu = server_cpu;
+    report.connection_waits = pool.waits();
     if let Some(path) = &config.out {
         report.write_json(path)?;
     }

@@ -74,7 +74,7 @@ struct Cli {
     /// Load before measuring, excluded from stats.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     warmup: Duration,
-    /// Keep-alive connections in total (default: concurrency, or 32 for --rate).
+    /// Keep-alive connections in total (default: concurrency; for --rate, rate x 20 ms, at least 64).
     #[arg(long)]
     connections: Option<usize>,
     /// Per-request timeout, counted from the intended send time.

@@ -22,6 +22,9 @@ pub struct Report {
     /// Closed loop: concurrent workers.
     pub concurrency: Option<usize>,
     pub connections: usize,
+    /// Requests, warmup included, that found every connection to their target busy and waited
+    /// for one. In an open loop that wait is the generator's limit, and it counts in latency.
+    pub connection_waits: u64,
     pub targets: Vec<String>,
     /// Set when the cluster was started by `--spawn`.
     pub spawned_nodes: Option<usize>,
@@ -65,6 +68,7 @@ impl Report {
             rate,
             concurrency,
             connections: config.effective_connections(),
+            connection_waits: 0,
             targets,
             spawned_nodes: match &config.targets {
                 Targets::Spawn(s) => Some(s.nodes),
@@ -127,6 +131,14 @@ impl Report {
                 out,
                 "  server cpu   {:>12.2} cores, {:.0} µs per request (spawned nodes)",
                 cpu.cores, cpu.us_per_request
+            );
+        }
+        if self.connection_waits > 0 {
+            let _ = writeln!(
+                out,
+                "  waited       {:>12} requests for one of the {} connections (the generator's \
+                 limit, counted in latency; raise --connections)",
+                self.connection_waits, self.connections
             );
         }
         if let Some(d) = &self.deliveries {
