@@ -122,6 +122,15 @@ impl Drop for RocksStorage {
     }
 }
 
+/// Memtables a column family may hold, the one taking writes included. RocksDB's default, 2,
+/// stopped every write of the node for 50-120 ms a few times a minute under load: when the WAL
+/// reaches [`MAX_TOTAL_WAL_BYTES`], every column family is switched to a new memtable at once, and
+/// `raft_log`, whose previous memtable was still waiting for the one flush thread, then had two
+/// unflushed memtables, RocksDB's limit ("Stopping writes because we have 2 immutable
+/// memtables"). With 4, none stopped in the same runs (docs/benchmarks.md, session 14). Worst case,
+/// every column family holds 4 full 64 MiB memtables: 1 GiB.
+const MAX_WRITE_BUFFERS: i32 = 4;
+
 /// Shared block cache of the node's RocksDB.
 const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
@@ -295,6 +304,7 @@ impl RocksStorage {
 /// Options of the column family `name`.
 fn cf_options(name: &str, table: &rocksdb::BlockBasedOptions, rule: MergeRule) -> Result<Options> {
     let mut cf = Options::default();
+    cf.set_max_write_buffer_number(MAX_WRITE_BUFFERS);
     cf.set_block_based_table_factory(table);
     cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
     // Most point reads during apply look for keys that do not exist yet (a new user's record): a
@@ -388,7 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_wal_is_capped_and_every_column_family_keeps_insert_hints() {
+    fn the_wal_is_capped_and_every_column_family_keeps_insert_hints_and_spare_memtables() {
         let dir = tempfile::tempdir().unwrap();
         let storage = RocksStorage::open(dir.path(), StorageConfig::default()).unwrap();
         drop(storage);
@@ -417,6 +427,8 @@ mod tests {
                 keys::insert_hint_prefix_len(cf)
             );
             assert!(section.contains(&expected), "{cf}: {expected} missing");
+            let buffers = format!("max_write_buffer_number={MAX_WRITE_BUFFERS}\n");
+            assert!(section.contains(&buffers), "{cf}: {buffers} missing");
         }
     }
 
