@@ -26,6 +26,10 @@ pub const PROVIDER_LATENCY: &str = "herald_provider_latency_seconds";
 pub const EXECUTOR_QUEUE: &str = "herald_executor_queue_depth";
 /// Gauge: messages due or in flight in a shard leader's dispatcher, by `shard`.
 pub const OUTBOX_DUE: &str = "herald_outbox_due";
+/// Counter: times RocksDB stopped every write until a flush or compaction caught up, by `cf`.
+pub const ROCKSDB_WRITE_STOPS: &str = "herald_rocksdb_write_stops_total";
+/// Counter: times RocksDB slowed writes down to its delayed write rate, by `cf`.
+pub const ROCKSDB_WRITE_DELAYS: &str = "herald_rocksdb_write_delays_total";
 /// Counter: shard leadership hand-offs this node started as leader, by `result` (moved, failed).
 pub const LEADER_HANDOFFS: &str = "herald_leader_handoffs_total";
 

@@ -361,6 +361,16 @@ async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
         metrics.contains("herald_raft_wal_sync_seconds{quantile=\"0.99\"}"),
         "{metrics}"
     );
+    // RocksDB's write-stall counts, one series per column family.
+    for cf in ["raft_log", "raft_state", "data", "meta"] {
+        for name in [
+            "herald_rocksdb_write_stops_total",
+            "herald_rocksdb_write_delays_total",
+        ] {
+            let series = format!("{name}{{cf=\"{cf}\"}} ");
+            assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

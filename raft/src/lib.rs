@@ -27,6 +27,6 @@ pub use error::{Error, Result};
 pub use raft_node::{AppHandler, GroupHandle, RaftNode, RaftTiming};
 pub use storage::{
     GroupBatch, GroupReader, GroupState, MergeRule, RocksStorage, StateMachineLogic, StorageConfig,
-    DEFAULT_WAL_SYNC_INTERVAL,
+    WriteStalls, DEFAULT_WAL_SYNC_INTERVAL,
 };
 pub use types::{GroupId, NodeId, Payload, Raft, TypeConfig};

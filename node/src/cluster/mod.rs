@@ -18,6 +18,7 @@ mod executor;
 mod handoff;
 mod placement;
 pub mod rpc;
+mod stalls;
 mod start;
 mod state_machines;
 mod wakeups;

@@ -290,6 +290,7 @@ impl Cluster {
         }
         super::placement::spawn(cluster.clone());
         super::duties::spawn(cluster.clone());
+        super::stalls::spawn(cluster.clone());
         Ok(cluster)
     }
 

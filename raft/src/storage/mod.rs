@@ -257,6 +257,30 @@ impl RocksStorage {
         GroupReader::new(self.clone(), group)
     }
 
+    /// How often RocksDB stopped or slowed down writes to each column family since the DB opened
+    /// (its `rocksdb.cf-write-stall-stats` property). A stop holds every write of the node.
+    pub fn write_stalls(&self) -> Result<Vec<WriteStalls>> {
+        keys::ALL_CFS
+            .iter()
+            .map(|&column_family| {
+                let text = self
+                    .db
+                    .property_value_cf(self.cf(column_family), STALL_STATS)?
+                    .unwrap_or_default();
+                let (stops, delays) = parse_stall_stats(&text).ok_or_else(|| {
+                    Error::Codec(format!(
+                        "unexpected {STALL_STATS} of {column_family}: {text}"
+                    ))
+                })?;
+                Ok(WriteStalls {
+                    column_family,
+                    stops,
+                    delays,
+                })
+            })
+            .collect()
+    }
+
     /// Whether anything of `group` was ever stored here (a restarted node reopens such groups).
     pub fn has_group(&self, group: GroupId) -> Result<bool> {
         let vote = self.db.get_cf(
@@ -329,6 +353,32 @@ fn cf_options(name: &str, table: &rocksdb::BlockBasedOptions, rule: MergeRule) -
         "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{}",
         keys::insert_hint_prefix_len(name)
     ))?)
+}
+
+/// RocksDB's per-CF count of write stalls by cause, as text.
+const STALL_STATS: &str = "rocksdb.cf-write-stall-stats";
+
+/// Write stalls of one column family since the DB opened ([`RocksStorage::write_stalls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteStalls {
+    pub column_family: &'static str,
+    /// Times every write waited until a flush or compaction caught up.
+    pub stops: u64,
+    /// Times writes were slowed to RocksDB's delayed write rate.
+    pub delays: u64,
+}
+
+/// `(total-stops, total-delays)` from [`STALL_STATS`] text, e.g. `Write Stall (count): ...,
+/// total-delays: 0, total-stops: 2`.
+fn parse_stall_stats(text: &str) -> Option<(u64, u64)> {
+    let body = text.trim().strip_prefix("Write Stall (count):")?;
+    let count = |name: &str| {
+        body.split(',').find_map(|field| {
+            let (key, value) = field.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().parse().ok())?
+        })
+    };
+    Some((count("total-stops")?, count("total-delays")?))
 }
 
 /// The thread that turns many appends into one WAL fsync (see the module docs).
@@ -430,6 +480,31 @@ mod tests {
             let buffers = format!("max_write_buffer_number={MAX_WRITE_BUFFERS}\n");
             assert!(section.contains(&buffers), "{cf}: {buffers} missing");
         }
+    }
+
+    #[test]
+    fn stall_counts_are_read_from_rocksdb_text() {
+        let text =
+            "Write Stall (count): cf-l0-file-count-limit-delays-with-ongoing-compaction: 0, \
+            l0-file-count-limit-stops: 1, memtable-limit-delays: 3, memtable-limit-stops: 2, \
+            total-delays: 3, total-stops: 3\n";
+        assert_eq!(parse_stall_stats(text), Some((3, 3)));
+        assert_eq!(
+            parse_stall_stats("Write Stall (count): total-stops: 1"),
+            None
+        );
+        assert_eq!(parse_stall_stats("total-delays: 0, total-stops: 0"), None);
+        assert_eq!(parse_stall_stats(""), None);
+    }
+
+    #[test]
+    fn a_fresh_db_reports_no_write_stalls_for_any_column_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RocksStorage::open(dir.path(), StorageConfig::default()).unwrap();
+        let stalls = storage.write_stalls().unwrap();
+        let names: Vec<_> = stalls.iter().map(|s| s.column_family).collect();
+        assert_eq!(names, keys::ALL_CFS);
+        assert!(stalls.iter().all(|s| s.stops == 0 && s.delays == 0));
     }
 
     #[test]
