@@ -131,8 +131,9 @@ pub struct Config {
 /// The mean latency an open loop's default connection count covers without queueing in the
 /// generator. By Little's law a server answering in `W` on average holds `rate * W` requests at
 /// once; a fixed 32 connections (the default until session 14) made requests wait for a free
-/// connection from about 9,000/s at 3.5 ms, and a latency blip then snowballed into a p99 of
-/// 85-290 ms that the server never caused (docs/benchmarks.md, session 14).
+/// connection from about 9,000/s at 3.5 ms, and a latency blip then snowballed: the same node at
+/// 11,000/s had a p99 of 95 ms with 32 connections and 14 ms with 256 (docs/benchmarks.md,
+/// session 14).
 pub const OPEN_LOOP_MEAN_LATENCY: Duration = Duration::from_millis(20);
 /// The fewest connections an open loop opens by default.
 pub const OPEN_LOOP_MIN_CONNECTIONS: usize = 64;

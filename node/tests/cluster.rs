@@ -362,7 +362,7 @@ async fn a_fourth_node_gets_exactly_the_replicas_placement_assigns_it() {
         "{metrics}"
     );
     // RocksDB's write-stall counts, one series per column family.
-    for cf in ["raft_log", "raft_state", "data", "meta"] {
+    for cf in herald_raft::storage::keys::ALL_CFS {
         for name in [
             "herald_rocksdb_write_stops_total",
             "herald_rocksdb_write_delays_total",
